@@ -1,0 +1,38 @@
+# Every target builds or refreshes .venv from requirements.lock by itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format bench lock clean
+
+$(STAMP): requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m bot
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check bot cogs providers tests
+	$(BIN)/ruff format --check bot cogs providers tests
+	$(BIN)/mypy --strict bot cogs providers
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix bot cogs providers tests
+	$(BIN)/ruff format bot cogs providers tests
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench
+
+# Regenerates the lock from pyproject.toml (needs uv; nothing else does).
+lock:
+	uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

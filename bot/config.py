@@ -1,0 +1,129 @@
+"""Settings, read once from the environment and ``.env``.
+
+The variable names are a contract: the README, ``.env.example`` and deployment files use them.
+A missing or malformed value stops the start with one sentence per variable that names it and says
+what it expects. A provider whose key is empty is disabled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from providers.hidream import DEFAULT_BASE_URL as HIDREAM_DEFAULT_URL
+from providers.pixverse import DEFAULT_BASE_URL as PIXVERSE_DEFAULT_URL
+from providers.vidu import DEFAULT_BASE_URL as VIDU_DEFAULT_URL
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+SQLITE_PREFIX = "sqlite:///"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which variable to fix and how."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the bot. Each description says what the variable expects."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    discord_token: SecretStr = Field(description="the bot token from the Discord developer portal")
+    discord_guild_ids: Annotated[tuple[int, ...], NoDecode] = Field(
+        (),
+        description="server ids separated by commas, like 123456789012345678,234567890123456789 "
+        "(commands sync to these servers at once instead of globally)",
+    )
+    database_url: str = Field(
+        "sqlite:///data/bot.db", description="a SQLite URL such as sqlite:///data/bot.db (a path after sqlite:///)"
+    )
+    hidream_api_key: SecretStr = Field(SecretStr(""), description="a HiDream API token, or empty to disable HiDream")
+    hidream_base_url: str = Field(HIDREAM_DEFAULT_URL, description="an http(s) URL, optionally with a path prefix")
+    pixverse_api_key: SecretStr = Field(SecretStr(""), description="a PixVerse API key, or empty to disable PixVerse")
+    pixverse_base_url: str = Field(PIXVERSE_DEFAULT_URL, description="an http(s) URL, optionally with a path prefix")
+    vidu_api_key: SecretStr = Field(SecretStr(""), description="a Vidu API key, or empty to disable Vidu")
+    vidu_base_url: str = Field(VIDU_DEFAULT_URL, description="an http(s) URL, optionally with a path prefix")
+    vidu_auth_scheme: Literal["Token", "Bearer"] = Field(
+        "Token", description="Token (Vidu's own API) or Bearer (relays)"
+    )
+    poll_interval_seconds: float = Field(
+        5.0, gt=0, le=3600, description="seconds before a job's first status check, more than 0 and at most 3600"
+    )
+    progress_edit_seconds: float = Field(
+        10.0, ge=1, le=3600, description="the least seconds between two edits of a job's message, from 1 to 3600"
+    )
+    http_timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="seconds to wait for a provider's answer, more than 0 and at most 600"
+    )
+    log_level: LogLevel = Field("INFO", description="one of DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+    @field_validator("discord_guild_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            if not all(part.isdigit() for part in parts):
+                raise ValueError("not a list of numbers")
+            return tuple(int(part) for part in parts)
+        return value
+
+    @field_validator("discord_token")
+    @classmethod
+    def _token_present(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("empty")
+        return value
+
+    @field_validator("hidream_base_url", "pixverse_base_url", "vidu_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("http", "https") or not rest.split("/")[0]:
+            raise ValueError("not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlite_url(cls, value: str) -> str:
+        if not value.startswith(SQLITE_PREFIX) or len(value) == len(SQLITE_PREFIX):
+            raise ValueError("not a sqlite URL")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file the DATABASE_URL names."""
+        return Path(self.database_url.removeprefix(SQLITE_PREFIX))
+
+
+def load_settings(env_file: str | Path | None = ".env") -> Settings:
+    """Read the settings, or raise ConfigError with one sentence per bad variable."""
+    try:
+        return Settings(_env_file=env_file)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc)) from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One sentence per variable: its name, what is wrong, what it expects. Secret values never appear."""
+    sentences: dict[str, str] = {}
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        info = Settings.model_fields.get(field)
+        variable = field.upper()
+        expects = info.description if info and info.description else "a valid value"
+        if error["type"] == "missing":
+            sentences.setdefault(variable, f"{variable} is not set: set it to {expects}.")
+            continue
+        given = error.get("input")
+        secret = info is not None and info.annotation is SecretStr
+        shown = "" if secret or not isinstance(given, str) else f" (got {given!r})"
+        sentences.setdefault(variable, f"{variable} is not valid{shown}: set it to {expects}.")
+    return "\n".join(sentences.values())

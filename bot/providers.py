@@ -1,0 +1,32 @@
+"""Builds the provider clients that have credentials."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from bot.config import Settings
+from providers import VideoProvider
+from providers.hidream import HiDream
+from providers.pixverse import PixVerse
+from providers.vidu import Vidu
+
+
+def build_providers(settings: Settings, session: aiohttp.ClientSession) -> dict[str, VideoProvider]:
+    """One client per provider whose key is set, by provider name."""
+    timeout = settings.http_timeout_seconds
+    built: list[VideoProvider] = []
+    if settings.hidream_api_key.get_secret_value():
+        built.append(HiDream(session, settings.hidream_api_key, base_url=settings.hidream_base_url, timeout=timeout))
+    if settings.pixverse_api_key.get_secret_value():
+        built.append(PixVerse(session, settings.pixverse_api_key, base_url=settings.pixverse_base_url, timeout=timeout))
+    if settings.vidu_api_key.get_secret_value():
+        built.append(
+            Vidu(
+                session,
+                settings.vidu_api_key,
+                base_url=settings.vidu_base_url,
+                auth_scheme=settings.vidu_auth_scheme,
+                timeout=timeout,
+            )
+        )
+    return {provider.name: provider for provider in built}
