@@ -17,7 +17,7 @@ from providers.hidream import DEFAULT_BASE_URL as HIDREAM_DEFAULT_URL
 from providers.pixverse import DEFAULT_BASE_URL as PIXVERSE_DEFAULT_URL
 from providers.vidu import DEFAULT_BASE_URL as VIDU_DEFAULT_URL
 
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SQLITE_PREFIX = "sqlite:///"
 
 
@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(
         30.0, gt=0, le=600, description="seconds to wait for a provider's answer, more than 0 and at most 600"
     )
-    log_level: LogLevel = Field("INFO", description="one of DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    log_level: str = Field("INFO", description="one of DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
     @field_validator("discord_guild_ids", mode="before")
     @classmethod
@@ -92,10 +92,13 @@ class Settings(BaseSettings):
             raise ValueError("not a sqlite URL")
         return value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level")
     @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.strip().upper() if isinstance(value, str) else value
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError("not a log level")
+        return level
 
     @property
     def database_path(self) -> Path:

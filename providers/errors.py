@@ -88,6 +88,10 @@ class ProviderUnavailable(ProviderError):
     retryable = True
 
 
+class UnreadableAnswer(ProviderUnavailable):
+    """The provider answered with a body that is not the documented JSON."""
+
+
 class ProviderTimeout(ProviderUnavailable):
     """The provider did not answer within the request timeout."""
 

@@ -28,6 +28,7 @@ from providers.errors import (
     ProviderUnavailable,
     RateLimited,
     SubmitOutcomeUnknown,
+    UnreadableAnswer,
 )
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class ProviderHTTP:
                         self.provider,
                         f"the server answered HTTP {response.status}, so it is unknown whether the job was created",
                     )
-                return parse(response)
+                return self._parse(parse, response, idempotent=idempotent)
             except ProviderError as exc:
                 self._scrub(exc)
                 delay = self._retry_delay(exc, attempt) if attempt < attempts else None
@@ -147,6 +148,17 @@ class ProviderHTTP:
                 )
                 await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _parse(self, parse: Callable[[HttpResponse], T], response: HttpResponse, *, idempotent: bool) -> T:
+        try:
+            return parse(response)
+        except UnreadableAnswer as exc:
+            if idempotent or not 200 <= response.status < 300:
+                raise
+            # A success status with a body we cannot read: the job may well exist.
+            raise SubmitOutcomeUnknown(
+                self.provider, f"{exc.message}, so it is unknown whether the job was created", code=exc.code
+            ) from None
 
     async def _send(
         self,
@@ -241,11 +253,11 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def decode_json(provider: str, response: HttpResponse) -> Any:
-    """The body as JSON, or ProviderUnavailable when the provider sent something unreadable."""
+    """The body as JSON, or UnreadableAnswer when the provider sent something else."""
     try:
         return response.json()
     except ValueError:
-        raise ProviderUnavailable(provider, f"the answer (HTTP {response.status}) was not valid JSON") from None
+        raise UnreadableAnswer(provider, f"the answer (HTTP {response.status}) was not valid JSON") from None
 
 
 def validate_model(provider: str, model: type[M], data: Any) -> M:
@@ -255,7 +267,7 @@ def validate_model(provider: str, model: type[M], data: Any) -> M:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise ProviderUnavailable(
+        raise UnreadableAnswer(
             provider, f"the answer did not match the documented {model.__name__} ({where}: {first['msg']})"
         ) from None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import aiohttp
 from pydantic import SecretStr
@@ -29,6 +29,7 @@ from providers.hidream.capabilities import CAPABILITIES
 from providers.hidream.models import (
     RESOLUTIONS,
     BatchQueryRequest,
+    BatchResult,
     Envelope,
     Img2VideoRequest,
     Module,
@@ -109,50 +110,36 @@ class HiDream(VideoProvider):
     async def query_batch(self, module: Module, task_ids: Sequence[str]) -> list[TaskResult]:
         """Results of many tasks of one module in one request (seed 003)."""
         body = BatchQueryRequest(task_id_list=list(task_ids))
-        result = await self._http.request(
+        return await self._http.request(
             "POST",
             f"/api-pub/gw/v2/video/{module.value}/async/results/batch",
             headers=self._headers(),
             json_body=body.model_dump(exclude_none=True),
-            parse=self._parse,
+            parse=lambda response: validate_model(NAME, BatchResult, _unwrap(response)).root,
             idempotent=True,
         )
-        if not isinstance(result, list):
-            result = []
-        return [validate_model(NAME, TaskResult, item) for item in result]
 
     async def query(self, module: Module, task_id: str) -> TaskResult:
         """Result of one task (the single-task query, notes §1 fact 1)."""
         version = "v3" if module is Module.IMG2VIDEO else "v2"
-        result = await self._http.request(
+        return await self._http.request(
             "GET",
             f"/api-pub/gw/{version}/video/{module.value}/async/results",
             headers=self._headers(),
             params=[("task_id", task_id)],
-            parse=self._parse,
+            parse=lambda response: validate_model(NAME, TaskResult, _unwrap(response)),
             idempotent=True,
         )
-        return validate_model(NAME, TaskResult, result)
 
     async def _post_submit(self, path: str, body: Img2VideoRequest | VideoEditRequest) -> SubmitResult:
-        result = await self._http.request(
+        return await self._http.request(
             "POST",
             path,
             headers=self._headers(),
             json_body=body.model_dump(mode="json", exclude_none=True),
-            parse=self._parse,
+            parse=lambda response: validate_model(NAME, SubmitResult, _unwrap(response)),
             idempotent=False,
         )
-        return validate_model(NAME, SubmitResult, result)
-
-    @staticmethod
-    def _parse(response: HttpResponse) -> Any:
-        if response.status != 200:
-            raise error_for_status(NAME, response, response_message(response, "message"))
-        envelope = validate_model(NAME, Envelope, decode_json(NAME, response))
-        if envelope.code != 0:
-            raise _business_error(envelope)
-        return envelope.result
 
     # The provider-neutral interface.
 
@@ -206,6 +193,16 @@ class HiDream(VideoProvider):
         # A batch query for a task id that cannot exist costs nothing and needs a valid token.
         await self.query_batch(Module.IMG2VIDEO, ["00000000-0000-0000-0000-000000000000"])
         return AccountCheck(credits=None, detail="token accepted (HiDream reports no balance)")
+
+
+def _unwrap(response: HttpResponse) -> Any:
+    """The ``result`` of a successful envelope; the matching error otherwise."""
+    if response.status != 200:
+        raise error_for_status(NAME, response, response_message(response, "message"))
+    envelope = validate_model(NAME, Envelope, decode_json(NAME, response))
+    if envelope.code != 0:
+        raise _business_error(envelope)
+    return envelope.result
 
 
 def task_status(result: TaskResult) -> TaskStatus:
@@ -266,7 +263,7 @@ def _business_error(envelope: Envelope) -> ProviderError:
 def _resolution(chosen: object, image: PreparedImage) -> Resolution:
     """The chosen resolution, or the one whose shape is closest to the image's."""
     if chosen in RESOLUTIONS:
-        return cast(Resolution, chosen)
+        return chosen
     ratio = image.width / image.height
     if ratio >= 1.3:
         return "1280*720"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import IntEnum, StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 Resolution = Literal["960*960", "1280*720", "720*1280"]
 RESOLUTIONS: tuple[Resolution, ...] = ("960*960", "1280*720", "720*1280")
@@ -113,6 +113,10 @@ class TaskResult(BaseModel):
 
     task_id: str
     sub_task_results: list[SubTaskResult] = []
+
+
+class BatchResult(RootModel[list[TaskResult]]):
+    """``result`` of the batch query: one entry per requested task id."""
 
 
 class Envelope(BaseModel):

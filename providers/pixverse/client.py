@@ -104,60 +104,45 @@ class PixVerse(VideoProvider):
             return data
 
         # An upload creates nothing billable, so it is retried like a read.
-        result = await self._http.request(
+        return await self._http.request(
             "POST",
             "/openapi/v2/image/upload",
             headers_factory=self._headers,
             form=form,
-            parse=self._parse,
+            parse=lambda response: validate_model(NAME, UploadImageResponse, _unwrap(response)),
             idempotent=True,
         )
-        return validate_model(NAME, UploadImageResponse, result)
 
     async def generate(self, body: GenerateRequest, *, trace_id: str) -> GenerateResponse:
         """Start an image-to-video generation (seed 002) under the job's own trace id."""
-        result = await self._http.request(
+        return await self._http.request(
             "POST",
             "/openapi/v2/video/img/generate",
             headers=self._headers(trace_id),
             json_body=body.model_dump(exclude_none=True),
-            parse=self._parse,
+            parse=lambda response: validate_model(NAME, GenerateResponse, _unwrap(response)),
             idempotent=False,
         )
-        return validate_model(NAME, GenerateResponse, result)
 
     async def result(self, video_id: int) -> VideoResult:
         """The state of one video; every query carries a new trace id or PixVerse repeats a stale answer."""
-        result = await self._http.request(
+        return await self._http.request(
             "GET",
             f"/openapi/v2/video/result/{video_id}",
             headers_factory=self._headers,
-            parse=self._parse,
+            parse=lambda response: validate_model(NAME, VideoResult, _unwrap(response)),
             idempotent=True,
         )
-        return validate_model(NAME, VideoResult, result)
 
     async def balance(self) -> Balance:
         """The account's remaining credits."""
-        result = await self._http.request(
-            "GET", "/openapi/v2/account/balance", headers_factory=self._headers, parse=self._parse, idempotent=True
+        return await self._http.request(
+            "GET",
+            "/openapi/v2/account/balance",
+            headers_factory=self._headers,
+            parse=lambda response: validate_model(NAME, Balance, _unwrap(response)),
+            idempotent=True,
         )
-        return validate_model(NAME, Balance, result)
-
-    @staticmethod
-    def _parse(response: HttpResponse) -> Any:
-        if response.status != 200:
-            try:
-                envelope = Envelope.model_validate(response.json())
-            except ValueError:
-                envelope = None
-            if envelope is not None and envelope.ErrCode and response.status not in (401, 403, 429):
-                raise _error_for_code(envelope)
-            raise error_for_status(NAME, response, response_message(response, "ErrMsg"))
-        envelope = validate_model(NAME, Envelope, decode_json(NAME, response))
-        if envelope.ErrCode != ErrCode.OK:
-            raise _error_for_code(envelope)
-        return envelope.Resp
 
     # The provider-neutral interface.
 
@@ -263,6 +248,22 @@ def task_status(result: VideoResult) -> TaskStatus:
         )
     # 5 (waiting or generating) and anything undocumented: PixVerse does not tell queued from running.
     return TaskStatus(task_id, TaskState.RUNNING, provider_status=raw)
+
+
+def _unwrap(response: HttpResponse) -> Any:
+    """The ``Resp`` of a successful envelope; the matching error otherwise."""
+    if response.status != 200:
+        try:
+            envelope = Envelope.model_validate(response.json())
+        except ValueError:
+            envelope = None
+        if envelope is not None and envelope.ErrCode and response.status not in (401, 403, 429):
+            raise _error_for_code(envelope)
+        raise error_for_status(NAME, response, response_message(response, "ErrMsg"))
+    envelope = validate_model(NAME, Envelope, decode_json(NAME, response))
+    if envelope.ErrCode != ErrCode.OK:
+        raise _error_for_code(envelope)
+    return envelope.Resp
 
 
 def _error_for_code(envelope: Envelope) -> ProviderError:

@@ -103,22 +103,24 @@ class Vidu(VideoProvider):
 
     async def create(self, body: Img2VideoRequest) -> CreateResponse:
         """Create an image-to-video task (seed 004)."""
-        result = await self._http.request(
+        return await self._http.request(
             "POST",
             "/ent/v2/img2video",
             headers=self._headers(),
             json_body=body.model_dump(exclude_none=True),
-            parse=_parse,
+            parse=lambda response: validate_model(NAME, CreateResponse, _parse(response)),
             idempotent=False,
         )
-        return validate_model(NAME, CreateResponse, result)
 
     async def creations(self, task_id: str) -> TaskCreations:
         """A task's state and, once done, its videos."""
-        result = await self._http.request(
-            "GET", f"/ent/v2/tasks/{task_id}/creations", headers=self._headers(), parse=_parse, idempotent=True
+        return await self._http.request(
+            "GET",
+            f"/ent/v2/tasks/{task_id}/creations",
+            headers=self._headers(),
+            parse=lambda response: validate_model(NAME, TaskCreations, _parse(response)),
+            idempotent=True,
         )
-        return validate_model(NAME, TaskCreations, result)
 
     async def cancel_task(self, task_id: str) -> None:
         """Cancel a task that has not started (queued or off-peak)."""
@@ -151,22 +153,25 @@ class Vidu(VideoProvider):
             params.append(("created_at.to", created_to.isoformat()))
         if page_token:
             params.append(("pager.page_token", page_token))
-        result = await self._http.request(
-            "GET", "/ent/v2/tasks", headers=self._headers(), params=params, parse=_parse, idempotent=True
+        return await self._http.request(
+            "GET",
+            "/ent/v2/tasks",
+            headers=self._headers(),
+            params=params,
+            parse=lambda response: validate_model(NAME, TaskList, _parse(response)),
+            idempotent=True,
         )
-        return validate_model(NAME, TaskList, result)
 
     async def credits(self, *, show_detail: bool = False) -> Credits:
         """The organisation's remaining credits and concurrency."""
-        result = await self._http.request(
+        return await self._http.request(
             "GET",
             "/ent/v2/credits",
             headers=self._headers(),
             params=[("show_detail", "true" if show_detail else "false")],
-            parse=_parse,
+            parse=lambda response: validate_model(NAME, Credits, _parse(response)),
             idempotent=True,
         )
-        return validate_model(NAME, Credits, result)
 
     async def find_task(self, idempotency_key: str, *, created_from: datetime) -> TaskCreations | None:
         """The task a job created, found by its payload in the task list; None when there is none."""

@@ -1,0 +1,130 @@
+"""Settings: defaults, parsing, and one plain sentence per bad variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.providers import build_providers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("DISCORD_TOKEN", "discord-secret-token")
+
+
+def test_defaults_with_only_the_token() -> None:
+    settings = load_settings(env_file=None)
+    assert settings.discord_token.get_secret_value() == "discord-secret-token"
+    assert settings.discord_guild_ids == ()
+    assert settings.database_url == "sqlite:///data/bot.db"
+    assert settings.database_path == Path("data/bot.db")
+    assert settings.hidream_base_url == "https://www.hidreamai.com"
+    assert settings.pixverse_base_url == "https://app-api.pixverse.ai"
+    assert settings.vidu_base_url == "https://api.vidu.com"
+    assert settings.vidu_auth_scheme == "Token"
+    assert settings.poll_interval_seconds == 5.0
+    assert settings.progress_edit_seconds == 10.0
+    assert settings.log_level == "INFO"
+    assert settings.hidream_api_key.get_secret_value() == ""
+
+
+def test_reads_dotenv_file_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("VIDU_API_KEY=from-file\nLOG_LEVEL=debug\nPOLL_INTERVAL_SECONDS=2.5\n")
+    monkeypatch.setenv("POLL_INTERVAL_SECONDS", "7")
+    settings = load_settings(env_file=env_file)
+    assert settings.vidu_api_key.get_secret_value() == "from-file"
+    assert settings.log_level == "DEBUG"
+    assert settings.poll_interval_seconds == 7.0
+
+
+def test_guild_ids_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_GUILD_IDS", "123456789012345678, 234567890123456789,")
+    assert load_settings(env_file=None).discord_guild_ids == (123456789012345678, 234567890123456789)
+
+
+def test_base_urls_keep_their_path_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIDU_BASE_URL", "https://relay.example/vidu/")
+    monkeypatch.setenv("VIDU_AUTH_SCHEME", "Bearer")
+    settings = load_settings(env_file=None)
+    assert settings.vidu_base_url == "https://relay.example/vidu"
+    assert settings.vidu_auth_scheme == "Bearer"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("DISCORD_GUILD_IDS", "123,abc", "DISCORD_GUILD_IDS is not valid (got '123,abc'): set it to server ids"),
+        ("POLL_INTERVAL_SECONDS", "soon", "POLL_INTERVAL_SECONDS is not valid (got 'soon'): set it to seconds"),
+        ("POLL_INTERVAL_SECONDS", "0", "POLL_INTERVAL_SECONDS is not valid (got '0')"),
+        ("PROGRESS_EDIT_SECONDS", "0.5", "PROGRESS_EDIT_SECONDS is not valid (got '0.5'): set it to the least"),
+        ("HIDREAM_BASE_URL", "www.hidreamai.com", "HIDREAM_BASE_URL is not valid (got 'www.hidreamai.com')"),
+        ("VIDU_AUTH_SCHEME", "Basic", "VIDU_AUTH_SCHEME is not valid (got 'Basic'): set it to Token"),
+        ("DATABASE_URL", "postgres://db/bot", "DATABASE_URL is not valid (got 'postgres://db/bot')"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL is not valid (got 'loud'): set it to one of DEBUG"),
+    ],
+)
+def test_a_malformed_value_gets_one_sentence_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_file=None)
+    message = str(caught.value)
+    assert message.startswith(expected)
+    assert message.count("\n") == 0
+    assert message.endswith(".")
+
+
+def test_missing_token_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISCORD_TOKEN")
+    with pytest.raises(ConfigError, match=r"^DISCORD_TOKEN is not set: set it to the bot token"):
+        load_settings(env_file=None)
+
+
+def test_every_bad_variable_is_reported_and_secrets_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", "   ")
+    monkeypatch.setenv("LOG_LEVEL", "chatty")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_file=None)
+    lines = str(caught.value).splitlines()
+    assert lines == [
+        "DISCORD_TOKEN is not valid: set it to the bot token from the Discord developer portal.",
+        "LOG_LEVEL is not valid (got 'chatty'): set it to one of DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+    ]
+
+
+def test_python_m_bot_stops_with_a_sentence_not_a_traceback(tmp_path: Path) -> None:
+    env = {
+        key: value for key, value in os.environ.items() if key.upper() not in {n.upper() for n in Settings.model_fields}
+    }
+    env["PYTHONPATH"] = str(ROOT)
+    env["POLL_INTERVAL_SECONDS"] = "-1"
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "DISCORD_TOKEN is not set" in result.stderr
+    assert "POLL_INTERVAL_SECONDS is not valid (got '-1')" in result.stderr
+
+
+async def test_a_provider_with_an_empty_key_is_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIXVERSE_API_KEY", "pv-key")
+    monkeypatch.setenv("VIDU_API_KEY", "")
+    settings = load_settings(env_file=None)
+    async with aiohttp.ClientSession() as session:
+        providers = build_providers(settings, session)
+    assert list(providers) == ["pixverse"]
+    assert providers["pixverse"].display_name == "PixVerse"
