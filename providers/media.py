@@ -49,7 +49,7 @@ _FALLBACK_QUALITIES: Final = (85, 75, 60)
 _QUALITY_SIZE_RATIO: Final = {85: 0.8, 75: 0.6, 60: 0.45}
 _SHRINK_STEP: Final = 0.8
 _MIN_LONG_SIDE: Final = 256
-# Pillow resamples in place over these modes without losing precision or colour.
+# Modes every decoder shows correctly; CMYK, 16-bit and the like are re-encoded even when they fit.
 _PLAIN_MODES: Final = frozenset({"1", "L", "LA", "P", "RGB", "RGBA"})
 _SIXTEEN_BIT_MODES: Final = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _ROTATED_ORIENTATIONS: Final = frozenset({5, 6, 7, 8})
@@ -108,6 +108,8 @@ _DECODE_ERRORS: Final = (
 _BMP_HEADER_SIZES: Final = frozenset({12, 40, 52, 56, 64, 108, 124})
 _HEIF_BRANDS: Final = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 _AVIF_BRANDS: Final = frozenset({b"avif", b"avis"})
+# Major brands of still pictures in an ISO container, which has ftyp like a video but no moov.
+_STILL_BRANDS: Final = frozenset({b"heic", b"heix", b"mif1", b"avif"})
 
 _ACCEPTED_PICTURES: Final = "attach a PNG, JPEG or WebP picture"
 _NOT_IMAGE: Final = f"That file is not an image; {_ACCEPTED_PICTURES}."
@@ -275,13 +277,15 @@ def prepare_image(data: bytes, limits: ImageLimits) -> PreparedImage:
 
 def prepare_video(data: bytes, limits: VideoLimits) -> PreparedVideo:
     """Check that an upload is a complete MP4/MOV within ``limits``."""
-    if sniff_image_format(data) is not None:
+    if sniff_image_format(data) is not None or data[8:12] in _STILL_BRANDS:
         raise MediaRejected(_PICTURE_NOT_VIDEO)
     if data[4:8] != b"ftyp":
         raise MediaRejected(_NOT_MP4)
     if len(data) > limits.max_bytes:
         found, limit = _render_apart(len(data), limits.max_bytes, _size_apart)
-        raise MediaRejected(f"That video is {found}, over the {limit} limit; trim it or export it at a lower quality.")
+        raise MediaRejected(
+            f"That video is {found}, over the limit of {limit}; trim it or export it at a lower quality."
+        )
     try:
         duration, width, height = _read_movie(data)
     except (struct.error, IndexError) as exc:
@@ -447,6 +451,13 @@ def _output_format(has_alpha: bool, formats: frozenset[ImageFormat]) -> ImageFor
     return next(fmt for fmt in preference if fmt in formats)
 
 
+def _too_detailed_message(limits: ImageLimits) -> str:
+    return (
+        f"That image has too much fine detail to fit in {format_size(limits.max_bytes)} at a usable size; "
+        "attach a simpler or smaller picture."
+    )
+
+
 def _fit_long_side(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     """``size`` scaled so its longer side is at most ``long_side``."""
     width, height = size
@@ -490,20 +501,14 @@ def _encode_to_fit(img: Image.Image, fmt: ImageFormat, limits: ImageLimits) -> t
     long_side = max(base.size)
     while len(data) > limits.max_bytes:
         if long_side <= floor:
-            raise MediaRejected(
-                f"That image has too much fine detail to fit in {format_size(limits.max_bytes)} at a usable "
-                "size; attach a simpler or smaller picture."
-            )
+            raise MediaRejected(_too_detailed_message(limits))
         # Encoded size grows roughly with the pixel count, so the byte ratio gives the scale; the margin
         # covers smaller images costing more bytes per pixel.
         estimate = math.sqrt(limits.max_bytes / len(data)) * 0.9
         long_side = max(floor, int(long_side * min(_SHRINK_STEP, estimate)))
         size = _fit_long_side(base.size, long_side)
         if min(size) < limits.min_side:
-            raise MediaRejected(
-                f"That image has too much fine detail to fit in {format_size(limits.max_bytes)} at a usable "
-                "size; attach a simpler or smaller picture."
-            )
+            raise MediaRejected(_too_detailed_message(limits))
         img = base.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
         data = _encode(img, fmt, quality)
     return data, img
@@ -558,6 +563,13 @@ def _field(data: bytes, box: _Box, offset: int, fmt: str) -> int:
     return value
 
 
+def _field_bytes(data: bytes, box: _Box, offset: int, length: int) -> bytes:
+    pos = box.start + offset
+    if pos + length > box.end:
+        raise MediaRejected(_BROKEN_MP4)
+    return data[pos : pos + length]
+
+
 def _read_movie(data: bytes) -> tuple[float | None, int | None, int | None]:
     """Duration in seconds and the first video track's display size."""
     top = list(_boxes(data, 0, len(data)))
@@ -578,13 +590,6 @@ def _read_movie(data: bytes) -> tuple[float | None, int | None, int | None]:
         width, height = _track_size(data, tkhd)
         return duration, width, height
     raise MediaRejected(_NO_VIDEO_TRACK)
-
-
-def _field_bytes(data: bytes, box: _Box, offset: int, length: int) -> bytes:
-    pos = box.start + offset
-    if pos + length > box.end:
-        raise MediaRejected(_BROKEN_MP4)
-    return data[pos : pos + length]
 
 
 def _movie_duration(data: bytes, moov: _Box) -> float | None:
