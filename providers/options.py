@@ -51,6 +51,8 @@ class Capabilities:
     options: tuple[OptionSpec, ...]
     media: ImageLimits | VideoLimits
     rules: tuple[Rule, ...] = ()
+    #: Options the rules hinge on: when one of them is given but invalid, the rules are not run.
+    rules_need: tuple[str, ...] = ()
     _by_name: dict[str, OptionSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -66,6 +68,7 @@ class Capabilities:
         for name in params:
             if name not in self._by_name:
                 problems.append(f"`{name}` is not an option of {self.command}; remove it.")
+        valid: dict[str, OptionValue] = {}
         for spec in self.options:
             value = params.get(spec.name)
             if value is None:
@@ -75,12 +78,13 @@ class Capabilities:
             problem = _check_value(self.provider, spec, value)
             if problem:
                 problems.append(problem)
-        if problems:
-            # Rules assume well-typed values, so they run only on otherwise valid input.
-            return problems
-        resolved = self.resolve(params)
-        for rule in self.rules:
-            problems.extend(rule(resolved))
+            else:
+                valid[spec.name] = value
+        # Rules see only well-typed values; without the values they hinge on they would mislead.
+        if all(name in valid or name not in params for name in self.rules_need):
+            resolved = self.resolve(valid)
+            for rule in self.rules:
+                problems.extend(rule(resolved))
         return problems
 
     def resolve(self, params: Params) -> dict[str, OptionValue]:

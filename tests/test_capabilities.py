@@ -129,6 +129,17 @@ def test_every_violation_is_reported_at_once() -> None:
     shared = VIDU.validate(params(prompt="p" * 2001, duration=0, resolution="8k", bogus=1))
     assert len(shared) == 4
 
+    # A bad value and a rule broken by the good ones are both reported...
+    mixed = PIXVERSE.validate(params(prompt="p", quality="4k", model="v5", audio=True))
+    assert mixed == [
+        "`quality` must be one of 360p, 540p, 720p, 1080p (you gave 4k).",
+        "PixVerse v5 does not take `audio`; leave it out or choose model v5.5, v5.6, v6 or c1.",
+    ]
+    # ...but rules that hinge on an invalid model stay quiet rather than guess.
+    assert PIXVERSE.validate(params(prompt="p", model="v9", audio=True)) == [
+        "`model` must be one of v3.5, v4, v4.5, v5, v5.5, v5.6, v6, c1 (you gave v9)."
+    ]
+
 
 def test_every_pixverse_model_has_its_durations() -> None:
     for model in PIXVERSE.option("model").choices:

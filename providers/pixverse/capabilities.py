@@ -119,6 +119,7 @@ IMAGE_TO_VIDEO = Capabilities(
     ),
     media=IMAGE_LIMITS,
     rules=(_model_rules,),
+    rules_need=("model",),
 )
 
 CAPABILITIES = {Operation.IMAGE_TO_VIDEO: IMAGE_TO_VIDEO}
