@@ -80,6 +80,7 @@ STYLIZE = Capabilities(
     ),
     media=VIDEO_LIMITS,
     rules=(_style_or_prompt,),
+    rules_need=("style", "prompt"),
 )
 
 CAPABILITIES = {Operation.IMAGE_TO_VIDEO: IMAGE_TO_VIDEO, Operation.STYLIZE: STYLIZE}
