@@ -5,10 +5,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
-from providers.errors import CancelNotPossible, ErrorKind, InvalidRequest
+from providers.errors import CancelNotPossible, ErrorKind, InvalidRequest, SubmitOutcomeUnknown
 from providers.media import PreparedImage, PreparedVideo, VideoLimits, prepare_image, prepare_video
 from providers.options import Capabilities, Operation, Params
 
@@ -117,6 +118,19 @@ class VideoProvider(ABC):
     @abstractmethod
     async def poll(self, tasks: Sequence[TaskRef]) -> list[TaskStatus]:
         """The status of each task, in the order given. Batches where the API allows it."""
+
+    async def recover_submission(
+        self, request: GenerationRequest, *, idempotency_key: str, since: datetime
+    ) -> Submission | None:
+        """After a submit whose outcome is unknown (a crash or a lost answer): the task it created, or None
+        when it created none and the job may be sent again.
+
+        Raises SubmitOutcomeUnknown when the provider offers no way to tell; each provider's override says
+        its rule.
+        """
+        raise SubmitOutcomeUnknown(
+            self.display_name, f"{self.display_name} offers no way to find a task by the bot's job key"
+        )
 
     async def cancel(self, task: TaskRef) -> None:
         """Ask the provider to cancel a task; raises CancelNotPossible where it cannot."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 import aiohttp
@@ -24,6 +25,7 @@ from providers.errors import (
     ModerationRejected,
     ProviderError,
     RateLimited,
+    SubmitOutcomeUnknown,
 )
 from providers.hidream.capabilities import CAPABILITIES
 from providers.hidream.models import (
@@ -174,6 +176,15 @@ class HiDream(VideoProvider):
             )
             result = await self.submit_img2video(body)
         return Submission(task_id=result.task_id)
+
+    async def recover_submission(
+        self, request: GenerationRequest, *, idempotency_key: str, since: datetime
+    ) -> Submission | None:
+        # Rule: HiDream has no idempotency key and no way to list tasks (request_id is only echoed back),
+        # so an unknown outcome stays unknown. Sending the job again could pay twice; the tracker ends it.
+        raise SubmitOutcomeUnknown(
+            NAME, "HiDream cannot look a task up by the bot's job key, so it is unknown whether it was started"
+        )
 
     async def poll(self, tasks: Sequence[TaskRef]) -> list[TaskStatus]:
         found: dict[tuple[Operation, str], TaskStatus] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 import aiohttp
@@ -155,6 +156,14 @@ class PixVerse(VideoProvider):
         created = await self.generate(body, trace_id=trace_id_for(idempotency_key))
         credits = created.credits if created.credits is not None else created.credit
         return Submission(task_id=str(created.video_id), credits=credits)
+
+    async def recover_submission(
+        self, request: GenerationRequest, *, idempotency_key: str, since: datetime
+    ) -> Submission | None:
+        # Rule: PixVerse answers a generate that repeats an Ai-trace-id with the task that trace id already
+        # created. Sending the job again under its own trace id returns the first task if there was one,
+        # and otherwise creates the only one, so it is safe.
+        return await self.submit(request, idempotency_key=idempotency_key)
 
     async def poll(self, tasks: Sequence[TaskRef]) -> list[TaskStatus]:
         limit = asyncio.Semaphore(MAX_PARALLEL_QUERIES)

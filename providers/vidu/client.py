@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 import aiohttp
@@ -52,6 +52,7 @@ MAX_PARALLEL_QUERIES = 8
 LIST_PAGE_SIZE = 100
 #: Marks the payload of tasks this bot created, so reconciliation never mistakes another client's task.
 PAYLOAD_PREFIX = "animate-bot:"
+RECOVERY_MARGIN = timedelta(minutes=10)
 
 _MODERATION_REASONS = {
     Reason.TASK_PROMPT_POLICY_VIOLATION,
@@ -197,6 +198,15 @@ class Vidu(VideoProvider):
             # Vidu can refuse a task in the create answer itself.
             raise _failure_error(created.err_code)
         return Submission(task_id=created.task_id, credits=created.credits)
+
+    async def recover_submission(
+        self, request: GenerationRequest, *, idempotency_key: str, since: datetime
+    ) -> Submission | None:
+        # Rule: every task carries the job key in its payload, and the task list echoes payloads. A task
+        # found there is the job's; none found means the create never took effect, so the job may be sent
+        # again. The window starts a little before the first send to allow for clock skew.
+        task = await self.find_task(idempotency_key, created_from=since - RECOVERY_MARGIN)
+        return Submission(task_id=task.id, credits=task.credits) if task else None
 
     async def poll(self, tasks: Sequence[TaskRef]) -> list[TaskStatus]:
         limit = asyncio.Semaphore(MAX_PARALLEL_QUERIES)

@@ -1,0 +1,173 @@
+"""The job ledger's records: states, jobs and events."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    """Where a job is. It ends in exactly one of the finished states."""
+
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.REJECTED, JobState.CANCELLED, JobState.TIMED_OUT})
+UNFINISHED = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING})
+
+#: Every allowed state change; anything else is refused.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.SUBMITTING, JobState.CANCELLED, JobState.FAILED, JobState.TIMED_OUT}),
+    JobState.SUBMITTING: frozenset(
+        {JobState.RUNNING, JobState.QUEUED, JobState.FAILED, JobState.REJECTED, JobState.CANCELLED}
+    ),
+    JobState.RUNNING: frozenset(
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.REJECTED, JobState.CANCELLED, JobState.TIMED_OUT}
+    ),
+    **{state: frozenset() for state in FINISHED},
+}
+
+
+class InvalidTransition(Exception):
+    """A state change the state machine does not allow (the job moved on, or a bug)."""
+
+    def __init__(self, job_id: int, current: JobState, wanted: JobState) -> None:
+        super().__init__(f"job {job_id} cannot go from {current} to {wanted}")
+        self.job_id = job_id
+        self.current = current
+        self.wanted = wanted
+
+
+def can_transition(current: JobState, wanted: JobState) -> bool:
+    """Whether the state machine allows ``current`` to become ``wanted``."""
+    return wanted in TRANSITIONS[current]
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What a command hands the ledger to create a job."""
+
+    channel_id: int
+    user_id: int
+    provider: str
+    operation: str
+    params: dict[str, Any]
+    #: Where the prepared input lives and what it is (path, kind, format, size).
+    media: dict[str, Any]
+    guild_id: int | None = None
+    model: str | None = None
+    message_id: int | None = None
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job as the ledger has it."""
+
+    id: int
+    key: str
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    message_id: int | None
+    provider: str
+    operation: str
+    model: str | None
+    params: dict[str, Any]
+    media: dict[str, Any]
+    task_id: str | None
+    state: JobState
+    progress: float | None
+    queue_position: int | None
+    provider_status: str | None
+    video_url: str | None
+    cover_url: str | None
+    credits: float | None
+    error_kind: str | None
+    error_reason: str | None
+    submit_attempts: int
+    poll_failures: int
+    cancel_requested: bool
+    created_at: datetime
+    submitted_at: datetime | None
+    accepted_at: datetime | None
+    started_at: datetime | None
+    progress_at: datetime | None
+    finished_at: datetime | None
+    not_before: datetime | None
+    updated_at: datetime
+    delivered: bool
+    delivered_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        return cls(
+            id=row["id"],
+            key=row["key"],
+            guild_id=row["guild_id"],
+            channel_id=row["channel_id"],
+            user_id=row["user_id"],
+            message_id=row["message_id"],
+            provider=row["provider"],
+            operation=row["operation"],
+            model=row["model"],
+            params=json.loads(row["params"]),
+            media=json.loads(row["media"]),
+            task_id=row["task_id"],
+            state=JobState(row["state"]),
+            progress=row["progress"],
+            queue_position=row["queue_position"],
+            provider_status=row["provider_status"],
+            video_url=row["video_url"],
+            cover_url=row["cover_url"],
+            credits=row["credits"],
+            error_kind=row["error_kind"],
+            error_reason=row["error_reason"],
+            submit_attempts=row["submit_attempts"],
+            poll_failures=row["poll_failures"],
+            cancel_requested=bool(row["cancel_requested"]),
+            created_at=_time(row["created_at"]),
+            submitted_at=_maybe_time(row["submitted_at"]),
+            accepted_at=_maybe_time(row["accepted_at"]),
+            started_at=_maybe_time(row["started_at"]),
+            progress_at=_maybe_time(row["progress_at"]),
+            finished_at=_maybe_time(row["finished_at"]),
+            not_before=_maybe_time(row["not_before"]),
+            updated_at=_time(row["updated_at"]),
+            delivered=row["delivery"] == "delivered",
+            delivered_at=_maybe_time(row["delivered_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One recorded state change (or delivery) of a job."""
+
+    job_id: int
+    at: datetime
+    from_state: JobState | None
+    to_state: JobState
+    detail: str
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _maybe_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
