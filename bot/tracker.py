@@ -768,8 +768,8 @@ def _refusal_sentence(provider: VideoProvider, exc: ProviderError) -> str:
     if exc.kind is ErrorKind.INSUFFICIENT_CREDITS:
         return f"The bot's {name} account is out of credits; ask the bot's owner to top it up."
     if exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.UNAVAILABLE):
-        return f"{name} stayed unavailable after several tries ({exc.message}); try again later."
-    return f"{name} refused the job: {exc.message}"
+        return f"{name} stayed unavailable after several tries ({exc.message.rstrip('.')}); try again later."
+    return f"{name} refused the job: {exc.message.rstrip('.')}."
 
 
 def _duration(span: timedelta) -> str:

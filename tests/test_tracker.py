@@ -1,0 +1,370 @@
+"""The tracker against the fake providers: every job reaches exactly one final state."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.inputs import InputStore
+from bot.store import JobState, Store
+from bot.tracker import JobNotCancellable, ProviderLimits, Tracker, TrackerSettings
+from providers import ErrorKind, Operation, VideoProvider
+from tests.conftest import hidream_client, pixverse_client, vidu_client
+from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome
+from tests.tracking import Recorder, new_job, wait_for
+
+FAST = dict(poll_interval=0.05, max_poll_interval=0.2, off_peak_poll_interval=0.2)
+
+
+@dataclass
+class World:
+    """Three fake providers, their clients, a ledger, and a running tracker."""
+
+    hidream_fake: FakeHiDream
+    pixverse_fake: FakePixVerse
+    vidu_fake: FakeVidu
+    providers: dict[str, VideoProvider]
+    store: Store
+    inputs: InputStore
+    tracker: Tracker
+    recorder: Recorder
+    path: Path
+
+    def fake(self, name: str) -> Any:
+        return {"hidream": self.hidream_fake, "pixverse": self.pixverse_fake, "vidu": self.vidu_fake}[name]
+
+    async def enqueue(self, provider: str, **kwargs: Any) -> int:
+        job = await self.tracker.enqueue(new_job(self.providers[provider], self.inputs, **kwargs))
+        return job.id
+
+    async def restart(self, **settings: Any) -> None:
+        await self.tracker.stop()
+        self.tracker = Tracker(self.store, self.providers, self.inputs, TrackerSettings(**{**FAST, **settings}))
+        self.recorder = Recorder()
+        self.tracker.subscribe(self.recorder)
+        await self.tracker.start()
+
+
+@pytest.fixture
+async def world(tmp_path: Path, session: aiohttp.ClientSession, request: pytest.FixtureRequest) -> AsyncIterator[World]:
+    marker = request.node.get_closest_marker("tracker")
+    options: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    fake_options: dict[str, Any] = options.pop("fakes", {})
+    client_options: dict[str, Any] = options.pop("clients", {})
+    async with (
+        FakeHiDream(api_key="hd-key", **fake_options.get("hidream", {})) as hd,
+        FakePixVerse(api_key="pv-key", **fake_options.get("pixverse", {})) as pv,
+        FakeVidu(api_key="vd-key", **fake_options.get("vidu", {})) as vd,
+    ):
+        providers: dict[str, VideoProvider] = {
+            "hidream": hidream_client(session, hd, key="hd-key", **client_options),
+            "pixverse": pixverse_client(session, pv, key="pv-key", **client_options),
+            "vidu": vidu_client(session, vd, key="vd-key", **client_options),
+        }
+        path = tmp_path / "bot.db"
+        store = await Store.open(path)
+        inputs = InputStore(tmp_path / "inputs")
+        tracker = Tracker(store, providers, inputs, TrackerSettings(**{**FAST, **options}))
+        recorder = Recorder()
+        tracker.subscribe(recorder)
+        await tracker.start()
+        built = World(hd, pv, vd, providers, store, inputs, tracker, recorder, path)
+        try:
+            yield built
+        finally:
+            await built.tracker.stop()
+            await store.close()
+
+
+@pytest.mark.parametrize("provider", ["hidream", "pixverse", "vidu"])
+async def test_a_job_goes_from_queue_to_success(world: World, provider: str) -> None:
+    job_id = await world.enqueue(provider)
+    job = await wait_for(world.store, job_id)
+
+    assert job.state is JobState.SUCCEEDED
+    assert job.video_url
+    assert job.task_id
+    assert job.progress == 1.0
+    assert job.accepted_at is not None
+    assert job.finished_at is not None
+    assert job.submit_attempts == 1
+    assert len(world.fake(provider).tasks) == 1
+    events = [(event.from_state, event.to_state) for event in await world.store.events(job_id)]
+    assert events == [
+        (None, JobState.QUEUED),
+        (JobState.QUEUED, JobState.SUBMITTING),
+        (JobState.SUBMITTING, JobState.RUNNING),
+        (JobState.RUNNING, JobState.SUCCEEDED),
+    ]
+    await asyncio.sleep(0.05)
+    assert world.recorder.states(job_id)[-3:] == [JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED]
+
+
+async def test_stylization_goes_through_its_own_endpoints(world: World) -> None:
+    job_id = await world.enqueue("hidream", operation=Operation.STYLIZE, style="anime")
+    job = await wait_for(world.store, job_id)
+    assert job.state is JobState.SUCCEEDED
+    assert world.hidream_fake.route_count("submit_video_edit") == 1
+    assert {r.path for r in world.hidream_fake.requests_for("batch_query")} == {
+        "/api-pub/gw/v2/video/video_edit/async/results/batch"
+    }
+
+
+@pytest.mark.tracker(limits={"hidream": ProviderLimits(), "pixverse": ProviderLimits(), "vidu": ProviderLimits()})
+async def test_many_jobs_across_three_providers_at_once(world: World) -> None:
+    ids = [await world.enqueue(name) for name in ("hidream", "pixverse", "vidu") for _ in range(15)]
+    jobs = [await wait_for(world.store, job_id, within=20) for job_id in ids]
+    assert {job.state for job in jobs} == {JobState.SUCCEEDED}
+    for name in ("hidream", "pixverse", "vidu"):
+        assert len(world.fake(name).tasks) == 15
+    # HiDream answers many tasks per request; the others one task per request.
+    assert world.hidream_fake.route_count("batch_query") < world.pixverse_fake.route_count("result")
+
+
+@pytest.mark.tracker(
+    limits={"vidu": ProviderLimits(max_running=2)}, fakes={"vidu": {"queue_seconds": 0, "run_seconds": 1.0}}
+)
+async def test_a_provider_cap_keeps_jobs_queued_with_their_position(world: World) -> None:
+    ids = [await world.enqueue("vidu") for _ in range(5)]
+    await wait_for(world.store, ids[1], lambda job: job.state is JobState.RUNNING)
+    queued = [await world.store.get_job(job_id) for job_id in ids[2:]]
+    assert [job.state for job in queued if job] == [JobState.QUEUED] * 3
+    assert [job.queue_position for job in queued if job] == [1, 2, 3]
+    assert len(world.vidu_fake.tasks) == 2
+    jobs = [await wait_for(world.store, job_id, within=15) for job_id in ids]
+    assert {job.state for job in jobs} == {JobState.SUCCEEDED}
+    tasks = list(world.vidu_fake.tasks.values())
+    overlapping = [sum(1 for other in tasks if other.created_at <= task.created_at < other.end_at) for task in tasks]
+    assert max(overlapping) <= 2
+
+
+@pytest.mark.tracker(
+    limits={"hidream": ProviderLimits(submits_per_minute={Operation.STYLIZE: 2})},
+    fakes={"hidream": {"run_seconds": 0.1}},
+)
+async def test_submits_per_minute_are_capped(world: World) -> None:
+    ids = [await world.enqueue("hidream", operation=Operation.STYLIZE, style="anime") for _ in range(3)]
+    await wait_for(world.store, ids[1])
+    await asyncio.sleep(0.3)
+    third = await world.store.get_job(ids[2])
+    assert third is not None
+    assert (third.state, third.queue_position) == (JobState.QUEUED, 1)
+    assert world.hidream_fake.route_count("submit_video_edit") == 2
+
+
+@pytest.mark.parametrize(("provider", "route"), [("pixverse", "generate"), ("vidu", "create")])
+async def test_a_concurrency_refusal_puts_the_job_back_in_the_queue(world: World, provider: str, route: str) -> None:
+    world.fake(provider).fail(route, "concurrency")
+    job_id = await world.enqueue(provider)
+    job = await wait_for(world.store, job_id)
+    assert job.state is JobState.SUCCEEDED
+    assert job.submit_attempts == 2
+    states = [event.to_state for event in await world.store.events(job_id)]
+    assert states[:5] == [JobState.QUEUED, JobState.SUBMITTING, JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING]
+    assert len(world.fake(provider).tasks) == 1
+
+
+async def test_a_short_outage_at_submit_is_retried(world: World) -> None:
+    world.hidream_fake.fail("submit_img2video", "server_error", status=503, times=2)
+    job = await wait_for(world.store, await world.enqueue("hidream"))
+    assert (job.state, job.submit_attempts) == (JobState.SUCCEEDED, 3)
+    assert len(world.hidream_fake.tasks) == 1
+
+
+@pytest.mark.parametrize(
+    ("provider", "route", "kind", "state", "error_kind"),
+    [
+        ("pixverse", "generate", "moderation", JobState.REJECTED, ErrorKind.MODERATION),
+        ("vidu", "create", "moderation", JobState.REJECTED, ErrorKind.MODERATION),
+        ("hidream", "submit_img2video", "moderation", JobState.REJECTED, ErrorKind.MODERATION),
+        ("pixverse", "generate", "unauthorized", JobState.FAILED, ErrorKind.CREDENTIALS),
+        ("vidu", "create", "business_error", JobState.FAILED, ErrorKind.INVALID_REQUEST),
+    ],
+)
+async def test_a_refused_submit_ends_the_job_with_a_reason(
+    world: World, provider: str, route: str, kind: str, state: JobState, error_kind: ErrorKind
+) -> None:
+    world.fake(provider).fail(route, kind)
+    job = await wait_for(world.store, await world.enqueue(provider))
+    assert (job.state, job.error_kind) == (state, error_kind.value)
+    assert job.error_reason
+    assert job.error_reason.endswith(".")
+    assert job.submit_attempts == 1
+    assert not world.fake(provider).tasks
+
+
+@pytest.mark.parametrize(("outcome", "state"), [("failed", JobState.FAILED), ("moderation", JobState.REJECTED)])
+@pytest.mark.parametrize("provider", ["hidream", "pixverse", "vidu"])
+async def test_a_job_that_fails_at_the_provider_ends_so(
+    world: World, provider: str, outcome: str, state: JobState
+) -> None:
+    world.fake(provider).outcomes.append(Outcome(outcome))
+    job = await wait_for(world.store, await world.enqueue(provider))
+    assert job.state is state
+    assert job.error_reason
+    assert job.video_url is None
+
+
+@pytest.mark.parametrize("provider", ["hidream", "pixverse", "vidu"])
+@pytest.mark.parametrize("kind", ["server_error", "malformed", "rate_limited"])
+async def test_poll_faults_do_not_end_the_job(world: World, provider: str, kind: str) -> None:
+    route = {"hidream": "batch_query", "pixverse": "result", "vidu": "creations"}[provider]
+    world.fake(provider).fail(route, kind, times=4, **({"retry_after": 0} if kind == "rate_limited" else {}))
+    job = await wait_for(world.store, await world.enqueue(provider))
+    assert job.state is JobState.SUCCEEDED
+
+
+@pytest.mark.tracker(clients={"timeout": 0.3})
+async def test_a_hanging_poll_does_not_end_the_job(world: World) -> None:
+    world.vidu_fake.fail("creations", "hang", times=3, seconds=2)
+    job = await wait_for(world.store, await world.enqueue("vidu"), within=15)
+    assert job.state is JobState.SUCCEEDED
+
+
+# A submit whose answer is lost: the task exists at the provider, the bot does not know its id.
+
+
+@pytest.mark.tracker(clients={"timeout": 0.3})
+@pytest.mark.parametrize(("provider", "route"), [("pixverse", "generate"), ("vidu", "create")])
+async def test_a_lost_submit_answer_is_recovered_without_a_second_task(world: World, provider: str, route: str) -> None:
+    world.fake(provider).fail(route, "hang", seconds=2, after=True)
+    job = await wait_for(world.store, await world.enqueue(provider), within=15)
+    assert job.state is JobState.SUCCEEDED
+    assert len(world.fake(provider).tasks) == 1
+    assert job.task_id in {str(task_id) for task_id in world.fake(provider).tasks}
+
+
+@pytest.mark.tracker(clients={"timeout": 0.3})
+async def test_a_lost_hidream_submit_is_not_sent_again(world: World) -> None:
+    world.hidream_fake.fail("submit_img2video", "hang", seconds=2, after=True)
+    job = await wait_for(world.store, await world.enqueue("hidream"), within=15)
+    assert job.state is JobState.FAILED
+    assert job.error_reason is not None
+    assert "was not sent again" in job.error_reason
+    assert world.hidream_fake.route_count("submit_img2video") == 1
+
+
+@pytest.mark.tracker(limits={"hidream": ProviderLimits(stall=timedelta(seconds=0.5))})
+async def test_a_stalled_job_times_out(world: World) -> None:
+    world.hidream_fake.outcomes.append(Outcome("stall", queue_seconds=0, run_seconds=0.1))
+    job = await wait_for(world.store, await world.enqueue("hidream"))
+    assert job.state is JobState.TIMED_OUT
+    assert job.error_reason is not None
+    assert "made no progress" in job.error_reason
+
+
+@pytest.mark.tracker(
+    limits={"vidu": ProviderLimits(deadline=timedelta(seconds=0.5))}, fakes={"vidu": {"run_seconds": 30}}
+)
+async def test_a_job_past_its_deadline_times_out_and_is_cancelled_at_the_provider(world: World) -> None:
+    job = await wait_for(world.store, await world.enqueue("vidu"))
+    assert job.state is JobState.TIMED_OUT
+    assert job.error_reason is not None
+    assert "did not finish within" in job.error_reason
+    assert world.vidu_fake.route_count("cancel") == 1
+
+
+@pytest.mark.tracker(queue_timeout=timedelta(seconds=0.3), limits={"vidu": ProviderLimits(max_running=0)})
+async def test_a_job_queued_too_long_times_out(world: World) -> None:
+    job = await wait_for(world.store, await world.enqueue("vidu"))
+    assert job.state is JobState.TIMED_OUT
+    assert not world.vidu_fake.tasks
+
+
+# Cancel in each state.
+
+
+@pytest.mark.tracker(limits={"vidu": ProviderLimits(max_running=0)})
+async def test_cancel_a_queued_job(world: World) -> None:
+    job_id = await world.enqueue("vidu")
+    job = await world.tracker.cancel(job_id)
+    assert (job.state, job.error_kind) == (JobState.CANCELLED, "cancelled")
+    assert job.error_reason == "Cancelled before it was sent."
+    await asyncio.sleep(0.1)
+    assert not world.vidu_fake.tasks
+
+
+@pytest.mark.tracker(fakes={"vidu": {"queue_seconds": 30}})
+async def test_cancel_a_running_job_where_the_provider_can_cancel(world: World) -> None:
+    job_id = await world.enqueue("vidu")
+    await wait_for(world.store, job_id, lambda job: job.state is JobState.RUNNING)
+    job = await world.tracker.cancel(job_id)
+    assert job.state is JobState.CANCELLED
+    assert job.error_reason == "Cancelled; Vidu stopped the job."
+    assert world.vidu_fake.route_count("cancel") == 1
+
+
+@pytest.mark.tracker(fakes={"vidu": {"queue_seconds": 0, "run_seconds": 30}})
+async def test_cancel_a_started_vidu_job_stops_tracking_and_says_so(world: World) -> None:
+    job_id = await world.enqueue("vidu")
+    await wait_for(world.store, job_id, lambda job: job.state is JobState.RUNNING and job.started_at is not None)
+    job = await world.tracker.cancel(job_id)
+    assert job.state is JobState.CANCELLED
+    assert job.error_reason is not None
+    assert "may still be charged" in job.error_reason
+
+
+@pytest.mark.tracker(fakes={"hidream": {"run_seconds": 30}})
+async def test_cancel_where_the_api_has_no_cancel_stops_tracking(world: World) -> None:
+    job_id = await world.enqueue("hidream")
+    await wait_for(world.store, job_id, lambda job: job.state is JobState.RUNNING)
+    job = await world.tracker.cancel(job_id)
+    assert job.state is JobState.CANCELLED
+    assert job.error_reason is not None
+    assert "HiDream cannot stop a job once started" in job.error_reason
+    polls = world.hidream_fake.route_count("batch_query")
+    await asyncio.sleep(0.3)
+    assert world.hidream_fake.route_count("batch_query") == polls
+
+
+@pytest.mark.tracker(fakes={"vidu": {"queue_seconds": 30}})
+async def test_cancel_while_submitting_cancels_once_the_provider_answers(world: World) -> None:
+    world.vidu_fake.fail("create", "hang", seconds=0.5, after=True)
+    job_id = await world.enqueue("vidu")
+    await wait_for(world.store, job_id, lambda job: job.state is JobState.SUBMITTING)
+    requested = await world.tracker.cancel(job_id)
+    assert requested.cancel_requested
+    job = await wait_for(world.store, job_id)
+    assert job.state is JobState.CANCELLED
+    assert world.vidu_fake.route_count("cancel") == 1
+
+
+async def test_a_finished_job_cannot_be_cancelled(world: World) -> None:
+    job_id = await world.enqueue("pixverse")
+    await wait_for(world.store, job_id)
+    with pytest.raises(JobNotCancellable, match="already ended"):
+        await world.tracker.cancel(job_id)
+
+
+# Restarts.
+
+
+@pytest.mark.tracker(fakes={"vidu": {"run_seconds": 1.0}, "hidream": {"run_seconds": 1.0}})
+async def test_a_restart_resumes_every_unfinished_job(world: World) -> None:
+    running = [await world.enqueue("vidu"), await world.enqueue("hidream")]
+    for job_id in running:
+        await wait_for(world.store, job_id, lambda job: job.state is JobState.RUNNING)
+    await world.restart()
+    jobs = [await wait_for(world.store, job_id) for job_id in running]
+    assert [job.state for job in jobs] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
+    assert len(world.vidu_fake.tasks) == len(world.hidream_fake.tasks) == 1
+
+
+async def test_finished_but_unannounced_jobs_are_published_again_after_a_restart(world: World) -> None:
+    first = await world.enqueue("pixverse")
+    second = await world.enqueue("pixverse")
+    await wait_for(world.store, first)
+    await wait_for(world.store, second)
+    assert await world.tracker.mark_delivered(first)
+    assert not await world.tracker.mark_delivered(first)
+    await world.restart()
+    await asyncio.sleep(0.1)
+    republished = {job.id for job in world.recorder.updates}
+    assert republished == {second}
