@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
+import math
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -136,7 +139,11 @@ class Tracker:
         self._not_before: dict[int, float] = {}
         self._submitting: dict[str, set[int]] = {}
         self._running: dict[int, _Running] = {}
-        self._polling: set[str] = set()
+        self._running_count: Counter[str] = Counter()
+        #: (when, sequence, job id) of every scheduled poll; stale entries are skipped when popped.
+        self._poll_heap: list[tuple[float, int, int]] = []
+        self._poll_sequence = itertools.count()
+        self._poll_slots: dict[str, asyncio.Semaphore] = {}
         self._submit_times: dict[tuple[str, Operation], deque[float]] = {}
         self._cooldown: dict[str, float] = {}
         self._wake = asyncio.Event()
@@ -241,7 +248,8 @@ class Tracker:
     def _seconds_to_next_event(self) -> float:
         now = self._clock()
         due = [self._next_deadline_check]
-        due += [tracked.next_poll for tracked in self._running.values() if tracked.provider not in self._polling]
+        if self._poll_heap:
+            due.append(self._poll_heap[0][0])
         due += [moment for moment in self._not_before.values()]
         due += [moment for moment in self._cooldown.values() if moment > now]
         for (provider, _), times in self._submit_times.items():
@@ -289,9 +297,7 @@ class Tracker:
             if not queue or self._cooldown.get(provider_name, 0.0) > now:
                 continue
             limits = self.settings.limits_for(provider_name)
-            busy = len(self._submitting.get(provider_name, ())) + sum(
-                1 for tracked in self._running.values() if tracked.provider == provider_name
-            )
+            busy = len(self._submitting.get(provider_name, ())) + self._running_count[provider_name]
             room = limits.max_running - busy if limits.max_running is not None else len(queue)
             started = False
             for job_id in list(queue):
@@ -505,7 +511,7 @@ class Tracker:
 
     def _track(self, job: Job, *, next_poll: float) -> None:
         assert job.task_id is not None
-        self._running[job.id] = _Running(
+        tracked = _Running(
             job_id=job.id,
             provider=job.provider,
             task=TaskRef(job.task_id, Operation(job.operation)),
@@ -517,44 +523,71 @@ class Tracker:
             changed_at=job.progress_at or job.accepted_at or job.updated_at,
             started=job.started_at is not None,
         )
+        if job.id not in self._running:
+            self._running_count[job.provider] += 1
+        self._running[job.id] = tracked
+        self._schedule(tracked, next_poll)
+
+    def _untrack(self, job_id: int) -> _Running | None:
+        tracked = self._running.pop(job_id, None)
+        if tracked is not None:
+            self._running_count[tracked.provider] -= 1
+        return tracked
+
+    def _schedule(self, tracked: _Running, at: float) -> None:
+        tracked.next_poll = at
+        heapq.heappush(self._poll_heap, (at, next(self._poll_sequence), tracked.job_id))
 
     def _dispatch_polls(self) -> None:
         if self._stopping:
             return
         now = self._clock()
         due: dict[str, list[_Running]] = {}
-        for tracked in self._running.values():
-            if tracked.next_poll <= now and tracked.provider not in self._polling:
-                due.setdefault(tracked.provider, []).append(tracked)
+        while self._poll_heap and self._poll_heap[0][0] <= now:
+            at, _, job_id = heapq.heappop(self._poll_heap)
+            tracked = self._running.get(job_id)
+            if tracked is None or tracked.next_poll != at:
+                continue
+            # In flight: not due again until its answer schedules the next poll.
+            tracked.next_poll = math.inf
+            due.setdefault(tracked.provider, []).append(tracked)
         for provider_name, batch in due.items():
             provider = self.providers.get(provider_name)
             if provider is None:
+                for tracked in batch:
+                    self._schedule(tracked, now + self.settings.max_poll_interval)
                 continue
-            self._polling.add(provider_name)
-            self._spawn(self._poll_round(provider_name, provider, batch), f"poll {provider_name}")
+            self._spawn(self._poll_round(provider, batch), f"poll {provider_name}")
 
-    async def _poll_round(self, provider_name: str, provider: VideoProvider, due: list[_Running]) -> None:
+    async def _poll_round(self, provider: VideoProvider, due: list[_Running]) -> None:
+        if self.first_poll_at is None:
+            self.first_poll_at = self._clock()
+        size = max(1, provider.poll_batch_size)
+        slots = self._poll_slots.get(provider.name)
+        if slots is None:
+            # One request answers many tasks for a batching provider; otherwise a few are in flight.
+            slots = asyncio.Semaphore(2 if size > 1 else self.settings.max_polls_in_flight)
+            self._poll_slots[provider.name] = slots
+        results: list[tuple[_Running, TaskStatus | ProviderError]] = []
+
+        async def query(group: list[_Running]) -> None:
+            async with slots:
+                try:
+                    statuses = await provider.poll([tracked.task for tracked in group])
+                except ProviderError as exc:
+                    results.extend((tracked, exc) for tracked in group)
+                    return
+                results.extend(zip(group, statuses, strict=True))
+
         try:
-            if self.first_poll_at is None:
-                self.first_poll_at = self._clock()
-            size = max(1, provider.poll_batch_size)
-            groups = [due[start : start + size] for start in range(0, len(due), size)]
-            limit = asyncio.Semaphore(self.settings.max_polls_in_flight if size == 1 else 2)
-            results: list[tuple[_Running, TaskStatus | ProviderError]] = []
-
-            async def query(group: list[_Running]) -> None:
-                async with limit:
-                    try:
-                        statuses = await provider.poll([tracked.task for tracked in group])
-                    except ProviderError as exc:
-                        results.extend((tracked, exc) for tracked in group)
-                        return
-                    results.extend(zip(group, statuses, strict=True))
-
-            await asyncio.gather(*(query(group) for group in groups))
-            await self._apply(provider, results)
+            await asyncio.gather(*(query(due[start : start + size]) for start in range(0, len(due), size)))
         finally:
-            self._polling.discard(provider_name)
+            await self._apply(provider, results)
+            now = self._clock()
+            for tracked in due:
+                # Anything the answers did not reschedule (an unexpected error) is polled again later.
+                if tracked.next_poll == math.inf and tracked.job_id in self._running:
+                    self._schedule(tracked, now + self.settings.poll_interval)
 
     async def _apply(
         self, provider: VideoProvider, results: Sequence[tuple[_Running, TaskStatus | ProviderError]]
@@ -568,7 +601,7 @@ class Tracker:
                 continue
             if isinstance(outcome, ProviderError):
                 tracked.failures += 1
-                tracked.next_poll = now + min(300.0, self._interval(tracked, wall) * 2**tracked.failures)
+                self._schedule(tracked, now + min(300.0, self._interval(tracked, wall) * 2.0**tracked.failures))
                 log.warning("Polling job %s failed (%s)", tracked.job_id, outcome)
                 continue
             tracked.failures = 0
@@ -590,13 +623,11 @@ class Tracker:
             if fields:
                 updates[tracked.job_id] = fields
                 changed.append(tracked.job_id)
-            tracked.next_poll = now + self._interval(tracked, wall)
+            self._schedule(tracked, now + self._interval(tracked, wall))
         if updates:
             await self.store.update_jobs(updates)
-            for job_id in changed:
-                job = await self.store.get_job(job_id)
-                if job is not None:
-                    self._publish(job)
+            for job in await self.store.get_jobs(changed):
+                self._publish(job)
 
     def _interval(self, tracked: _Running, now: datetime) -> float:
         if tracked.off_peak:
@@ -608,7 +639,7 @@ class Tracker:
         return min(self.settings.max_poll_interval, base * factor)
 
     async def _finished_at_provider(self, tracked: _Running, provider: VideoProvider, status: TaskStatus) -> None:
-        self._running.pop(tracked.job_id, None)
+        self._untrack(tracked.job_id)
         job = await self._get(tracked.job_id)
         state = {
             TaskState.SUCCEEDED: JobState.SUCCEEDED,
@@ -687,7 +718,7 @@ class Tracker:
                 )
 
     async def _time_out(self, tracked: _Running, reason: str) -> None:
-        self._running.pop(tracked.job_id, None)
+        self._untrack(tracked.job_id)
         provider = self.providers.get(tracked.provider)
         if provider is not None and provider.can_cancel:
             try:
@@ -699,7 +730,7 @@ class Tracker:
             await self._finish(job, JobState.TIMED_OUT, None, reason)
 
     async def _cancel_running(self, job: Job) -> Job:
-        tracked = self._running.pop(job.id, None)
+        tracked = self._untrack(job.id)
         provider = self.providers.get(job.provider)
         name = provider.display_name if provider else job.provider
         task = tracked.task if tracked else TaskRef(job.task_id or "", Operation(job.operation))
@@ -715,6 +746,8 @@ class Tracker:
             except ProviderError as exc:
                 if tracked is not None:
                     self._running[job.id] = tracked
+                    self._running_count[tracked.provider] += 1
+                    self._schedule(tracked, self._clock())
                 raise JobNotCancellable(
                     f"{name} could not be reached to cancel job {job.id} ({exc.message}); try again in a minute."
                 ) from exc

@@ -160,6 +160,15 @@ class Store:
             row = await cursor.fetchone()
         return Job.from_row(row) if row else None
 
+    async def get_jobs(self, job_ids: Sequence[int]) -> list[Job]:
+        """The jobs with these ids, in id order; ids with no job are left out."""
+        found: list[Job] = []
+        for start in range(0, len(job_ids), 500):
+            chunk = list(job_ids[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            found += await self._select(f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY id", chunk)  # noqa: S608
+        return sorted(found, key=lambda job: job.id)
+
     async def get_job_by_key(self, key: str) -> Job | None:
         async with self._db.execute("SELECT * FROM jobs WHERE key = ?", (key,)) as cursor:
             row = await cursor.fetchone()
