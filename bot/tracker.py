@@ -93,6 +93,15 @@ class TrackerSettings:
         return self.limits.get(provider, ProviderLimits())
 
 
+@dataclass
+class TrackerStats:
+    """Counters for operators and the benchmark."""
+
+    poll_rounds: Counter[str] = field(default_factory=Counter)
+    poll_requests: Counter[str] = field(default_factory=Counter)
+    tasks_polled: Counter[str] = field(default_factory=Counter)
+
+
 class JobNotCancellable(Exception):
     """The job already finished; the message says how."""
 
@@ -140,8 +149,8 @@ class Tracker:
         self._submitting: dict[str, set[int]] = {}
         self._running: dict[int, _Running] = {}
         self._running_count: Counter[str] = Counter()
-        #: (when, sequence, job id) of every scheduled poll; stale entries are skipped when popped.
-        self._poll_heap: list[tuple[float, int, int]] = []
+        #: Per provider, (when, sequence, job id) of every scheduled poll; stale entries are skipped.
+        self._poll_heaps: dict[str, list[tuple[float, int, int]]] = {}
         self._poll_sequence = itertools.count()
         self._poll_slots: dict[str, asyncio.Semaphore] = {}
         self._submit_times: dict[tuple[str, Operation], deque[float]] = {}
@@ -154,6 +163,7 @@ class Tracker:
         self._stopping = False
         self._next_deadline_check = 0.0
         self.first_poll_at: float | None = None
+        self.stats = TrackerStats()
 
     # Lifecycle.
 
@@ -248,8 +258,7 @@ class Tracker:
     def _seconds_to_next_event(self) -> float:
         now = self._clock()
         due = [self._next_deadline_check]
-        if self._poll_heap:
-            due.append(self._poll_heap[0][0])
+        due += [heap[0][0] for heap in self._poll_heaps.values() if heap]
         due += [moment for moment in self._not_before.values()]
         due += [moment for moment in self._cooldown.values() if moment > now]
         for (provider, _), times in self._submit_times.items():
@@ -536,28 +545,37 @@ class Tracker:
 
     def _schedule(self, tracked: _Running, at: float) -> None:
         tracked.next_poll = at
-        heapq.heappush(self._poll_heap, (at, next(self._poll_sequence), tracked.job_id))
+        heap = self._poll_heaps.setdefault(tracked.provider, [])
+        heapq.heappush(heap, (at, next(self._poll_sequence), tracked.job_id))
 
     def _dispatch_polls(self) -> None:
         if self._stopping:
             return
         now = self._clock()
-        due: dict[str, list[_Running]] = {}
-        while self._poll_heap and self._poll_heap[0][0] <= now:
-            at, _, job_id = heapq.heappop(self._poll_heap)
-            tracked = self._running.get(job_id)
-            if tracked is None or tracked.next_poll != at:
+        for provider_name, heap in self._poll_heaps.items():
+            if not heap or heap[0][0] > now:
                 continue
-            # In flight: not due again until its answer schedules the next poll.
-            tracked.next_poll = math.inf
-            due.setdefault(tracked.provider, []).append(tracked)
-        for provider_name, batch in due.items():
             provider = self.providers.get(provider_name)
+            # A batching provider answers many tasks per request: tasks due soon ride along, so that
+            # requests go out full instead of one per task as their due times spread out.
+            horizon = now + (self.settings.poll_interval / 2 if provider and provider.poll_batch_size > 1 else 0)
+            due: list[_Running] = []
+            while heap and heap[0][0] <= horizon:
+                at, _, job_id = heapq.heappop(heap)
+                tracked = self._running.get(job_id)
+                if tracked is None or tracked.next_poll != at:
+                    continue
+                # In flight: not due again until its answer schedules the next poll.
+                tracked.next_poll = math.inf
+                due.append(tracked)
+            if not due:
+                continue
             if provider is None:
-                for tracked in batch:
+                for tracked in due:
                     self._schedule(tracked, now + self.settings.max_poll_interval)
                 continue
-            self._spawn(self._poll_round(provider, batch), f"poll {provider_name}")
+            self.stats.poll_rounds[provider_name] += 1
+            self._spawn(self._poll_round(provider, due), f"poll {provider_name}")
 
     async def _poll_round(self, provider: VideoProvider, due: list[_Running]) -> None:
         if self.first_poll_at is None:
@@ -572,6 +590,8 @@ class Tracker:
 
         async def query(group: list[_Running]) -> None:
             async with slots:
+                self.stats.poll_requests[provider.name] += 1
+                self.stats.tasks_polled[provider.name] += len(group)
                 try:
                     statuses = await provider.poll([tracked.task for tracked in group])
                 except ProviderError as exc:
