@@ -13,8 +13,12 @@ import discord
 
 from bot.app import AnimateBot
 from bot.config import ConfigError, Settings, load_settings
+from bot.inputs import InputStore
 from bot.logs import setup_logging
 from bot.providers import build_providers
+from bot.scheduling import tracker_settings
+from bot.store import Store, StoreError
+from bot.tracker import Tracker
 
 log = logging.getLogger("bot")
 
@@ -27,11 +31,24 @@ async def run(settings: Settings) -> None:
             log.info("Providers enabled: %s", ", ".join(sorted(providers)))
         else:
             log.warning("No provider has an API key; set HIDREAM_API_KEY, PIXVERSE_API_KEY or VIDU_API_KEY.")
-        async with AnimateBot(settings=settings, providers=providers) as bot:
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
-            await bot.start(settings.discord_token.get_secret_value())
+        store = await Store.open(settings.database_path)
+        try:
+            inputs = InputStore(settings.inputs_folder)
+            pruned = inputs.prune(settings.input_retention_hours * 3600)
+            if pruned:
+                log.info("Removed %d inputs older than %g hours", pruned, settings.input_retention_hours)
+            tracker = Tracker(store, providers, inputs, tracker_settings(settings))
+            async with AnimateBot(settings=settings, providers=providers, tracker=tracker) as bot:
+                loop = asyncio.get_running_loop()
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+                await tracker.start()
+                try:
+                    await bot.start(settings.discord_token.get_secret_value())
+                finally:
+                    await tracker.stop()
+        finally:
+            await store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level)
     try:
         asyncio.run(run(settings))
+    except StoreError as exc:
+        print(f"The bot cannot start: {exc}", file=sys.stderr)
+        return 2
     except discord.LoginFailure:
         print(
             "The bot cannot start: Discord refused DISCORD_TOKEN; copy the token again from the developer portal.",

@@ -9,6 +9,7 @@ import discord
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.tracker import Tracker
 from providers import VideoProvider
 
 log = logging.getLogger(__name__)
@@ -17,10 +18,11 @@ log = logging.getLogger(__name__)
 class AnimateBot(commands.Bot):
     """Holds what the composition root built; builds nothing itself."""
 
-    def __init__(self, *, settings: Settings, providers: Mapping[str, VideoProvider]) -> None:
+    def __init__(self, *, settings: Settings, providers: Mapping[str, VideoProvider], tracker: Tracker) -> None:
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(), help_command=None)
         self.settings = settings
         self.providers = providers
+        self.tracker = tracker
 
     async def on_ready(self) -> None:
         log.info("Connected to Discord as %s in %d servers", self.user, len(self.guilds))

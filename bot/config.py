@@ -57,6 +57,39 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(
         30.0, gt=0, le=600, description="seconds to wait for a provider's answer, more than 0 and at most 600"
     )
+    hidream_max_running: int = Field(
+        0,
+        ge=0,
+        description="HiDream jobs running at once, a whole number (0 for no cap; HiDream's tiers allow 1 to 10)",
+    )
+    hidream_submits_per_minute: int = Field(
+        10, ge=0, description="HiDream image-to-video jobs sent per minute, a whole number (0 for no cap)"
+    )
+    hidream_stylize_submits_per_minute: int = Field(
+        2, ge=0, description="HiDream stylization jobs sent per minute, a whole number (0 for no cap)"
+    )
+    hidream_deadline_minutes: float = Field(30, gt=0, description="minutes a HiDream job may run, more than 0")
+    pixverse_max_running: int = Field(
+        0, ge=0, description="PixVerse jobs running at once, a whole number (0 for no cap)"
+    )
+    pixverse_submits_per_minute: int = Field(
+        0, ge=0, description="PixVerse jobs sent per minute, a whole number (0 for no cap)"
+    )
+    pixverse_deadline_minutes: float = Field(30, gt=0, description="minutes a PixVerse job may run, more than 0")
+    vidu_max_running: int = Field(
+        5, ge=0, description="Vidu jobs running at once, a whole number (0 for no cap; Vidu's default is 5)"
+    )
+    vidu_submits_per_minute: int = Field(
+        0, ge=0, description="Vidu jobs sent per minute, a whole number (0 for no cap)"
+    )
+    vidu_deadline_minutes: float = Field(60, gt=0, description="minutes a Vidu job may run (off-peak jobs: 49 hours)")
+    stall_minutes: float = Field(
+        10, gt=0, description="minutes without progress after which a job ends as timed out, more than 0"
+    )
+    queue_timeout_hours: float = Field(6, gt=0, description="hours a job may wait in the queue, more than 0")
+    input_retention_hours: float = Field(
+        72, gt=0, description="hours a job's prepared input is kept for Retry and Reroll, more than 0"
+    )
     log_level: str = Field("INFO", description="one of DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
     @field_validator("discord_guild_ids", mode="before")
@@ -104,6 +137,11 @@ class Settings(BaseSettings):
     def database_path(self) -> Path:
         """The SQLite file the DATABASE_URL names."""
         return Path(self.database_url.removeprefix(SQLITE_PREFIX))
+
+    @property
+    def inputs_folder(self) -> Path:
+        """Where prepared inputs are kept: beside the database."""
+        return self.database_path.parent / "inputs"
 
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -12,6 +13,8 @@ import pytest
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.providers import build_providers
+from bot.scheduling import tracker_settings
+from providers import Operation
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,3 +131,18 @@ async def test_a_provider_with_an_empty_key_is_disabled(monkeypatch: pytest.Monk
         providers = build_providers(settings, session)
     assert list(providers) == ["pixverse"]
     assert providers["pixverse"].display_name == "PixVerse"
+
+
+def test_tracker_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIDU_MAX_RUNNING", "3")
+    monkeypatch.setenv("HIDREAM_STYLIZE_SUBMITS_PER_MINUTE", "0")
+    monkeypatch.setenv("POLL_INTERVAL_SECONDS", "2")
+    monkeypatch.setenv("VIDU_DEADLINE_MINUTES", "90")
+    tracker = tracker_settings(load_settings(env_file=None))
+    assert tracker.poll_interval == 2
+    assert tracker.limits["vidu"].max_running == 3
+    assert tracker.limits["vidu"].deadline == timedelta(minutes=90)
+    assert tracker.limits["hidream"].max_running is None
+    assert tracker.limits["hidream"].submits_per_minute == {Operation.IMAGE_TO_VIDEO: 10}
+    assert tracker.limits["pixverse"].submits_per_minute == {}
+    assert tracker.queue_timeout == timedelta(hours=6)

@@ -1,0 +1,49 @@
+"""Turns the settings into the tracker's limits."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.config import Settings
+from bot.tracker import ProviderLimits, TrackerSettings
+from providers import Operation
+
+
+def tracker_settings(settings: Settings) -> TrackerSettings:
+    """The tracker's limits and timing from the environment's settings."""
+
+    def cap(value: int) -> int | None:
+        return value or None
+
+    def per_minute(**by_operation: int) -> dict[Operation, int]:
+        return {Operation(name): value for name, value in by_operation.items() if value}
+
+    stall = timedelta(minutes=settings.stall_minutes)
+    return TrackerSettings(
+        poll_interval=settings.poll_interval_seconds,
+        max_poll_interval=max(60.0, settings.poll_interval_seconds),
+        queue_timeout=timedelta(hours=settings.queue_timeout_hours),
+        limits={
+            "hidream": ProviderLimits(
+                max_running=cap(settings.hidream_max_running),
+                submits_per_minute=per_minute(
+                    image_to_video=settings.hidream_submits_per_minute,
+                    stylize=settings.hidream_stylize_submits_per_minute,
+                ),
+                deadline=timedelta(minutes=settings.hidream_deadline_minutes),
+                stall=stall,
+            ),
+            "pixverse": ProviderLimits(
+                max_running=cap(settings.pixverse_max_running),
+                submits_per_minute=per_minute(image_to_video=settings.pixverse_submits_per_minute),
+                deadline=timedelta(minutes=settings.pixverse_deadline_minutes),
+                stall=stall,
+            ),
+            "vidu": ProviderLimits(
+                max_running=cap(settings.vidu_max_running),
+                submits_per_minute=per_minute(image_to_video=settings.vidu_submits_per_minute),
+                deadline=timedelta(minutes=settings.vidu_deadline_minutes),
+                stall=stall,
+            ),
+        },
+    )
