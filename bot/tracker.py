@@ -385,15 +385,18 @@ class Tracker:
                     "The input file is no longer kept; start a new job.",
                 )
                 return
-            job = await self.store.transition(
-                job.id,
-                JobState.SUBMITTING,
-                expect={JobState.QUEUED},
-                submitted_at=datetime.now(UTC),
-                submit_attempts=job.submit_attempts + 1,
-                queue_position=None,
-                detail=f"sending to {provider.display_name} (attempt {job.submit_attempts + 1})",
-            )
+            try:
+                job = await self.store.transition(
+                    job.id,
+                    JobState.SUBMITTING,
+                    expect={JobState.QUEUED},
+                    submitted_at=datetime.now(UTC),
+                    submit_attempts=job.submit_attempts + 1,
+                    queue_position=None,
+                    detail=f"sending to {provider.display_name} (attempt {job.submit_attempts + 1})",
+                )
+            except InvalidTransition:
+                return  # cancelled meanwhile
             self._publish(job)
             try:
                 submission = await provider.submit(request, idempotency_key=job.key)
