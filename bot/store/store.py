@@ -7,8 +7,10 @@ at start in one transaction and the schema version is kept in ``PRAGMA user_vers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -88,16 +90,18 @@ class Store:
     ) -> Store:
         """Open (or create) the database at ``path`` and bring its schema up to date."""
         path = Path(path)
+        files = migrations(migrations_folder)
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)
         try:
             db.row_factory = aiosqlite.Row
+            await db.execute("PRAGMA busy_timeout = 5000")
+            await _refuse_newer(db, path, files)
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute("PRAGMA foreign_keys = ON")
-            await db.execute("PRAGMA busy_timeout = 5000")
             await db.execute("PRAGMA synchronous = NORMAL")
-            await _migrate(db, path, migrations(migrations_folder))
+            await _migrate(db, path, files)
         except BaseException:
             await db.close()
             raise
@@ -107,20 +111,27 @@ class Store:
         await self._db.close()
 
     async def schema_version(self) -> int:
-        async with self._db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self._rows("PRAGMA user_version")
+        return int(rows[0][0]) if rows else 0
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                # A cancelled await may still have its BEGIN run on the connection's thread; the
+                # ROLLBACK queues behind it. If the BEGIN itself failed there is nothing to undo.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await self._db.execute("ROLLBACK")
                 raise
             await self._db.execute("COMMIT")
+
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        # Reads share the connection with transactions, so they wait for them: never a half-done write.
+        async with self._lock, self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
 
     def _stamp(self) -> str:
         return self._now().astimezone(UTC).isoformat(timespec="microseconds")
@@ -156,9 +167,8 @@ class Store:
             return await _fetch(db, job_id)
 
     async def get_job(self, job_id: int) -> Job | None:
-        async with self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cursor:
-            row = await cursor.fetchone()
-        return Job.from_row(row) if row else None
+        jobs = await self._select("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return jobs[0] if jobs else None
 
     async def get_jobs(self, job_ids: Sequence[int]) -> list[Job]:
         """The jobs with these ids, in id order; ids with no job are left out."""
@@ -170,9 +180,8 @@ class Store:
         return sorted(found, key=lambda job: job.id)
 
     async def get_job_by_key(self, key: str) -> Job | None:
-        async with self._db.execute("SELECT * FROM jobs WHERE key = ?", (key,)) as cursor:
-            row = await cursor.fetchone()
-        return Job.from_row(row) if row else None
+        jobs = await self._select("SELECT * FROM jobs WHERE key = ?", (key,))
+        return jobs[0] if jobs else None
 
     async def unfinished_jobs(self) -> list[Job]:
         """Every job not yet in a finished state, oldest first."""
@@ -189,9 +198,7 @@ class Store:
         return await self._select("SELECT * FROM jobs WHERE user_id = ? ORDER BY id DESC LIMIT ?", (user_id, limit))
 
     async def _select(self, sql: str, params: Sequence[Any] = ()) -> list[Job]:
-        async with self._db.execute(sql, params) as cursor:
-            rows = await cursor.fetchall()
-        return [Job.from_row(row) for row in rows]
+        return [Job.from_row(row) for row in await self._rows(sql, params)]
 
     async def transition(
         self,
@@ -261,8 +268,7 @@ class Store:
             return True
 
     async def events(self, job_id: int) -> list[JobEvent]:
-        async with self._db.execute("SELECT * FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)) as cursor:
-            rows = await cursor.fetchall()
+        rows = await self._rows("SELECT * FROM job_events WHERE job_id = ? ORDER BY id", (job_id,))
         return [
             JobEvent(
                 job_id=row["job_id"],
@@ -276,13 +282,13 @@ class Store:
 
     async def median_run_seconds(self, provider: str, model: str | None, *, recent: int = 50) -> float | None:
         """The median time from acceptance to success of the recent jobs of a provider and model."""
-        async with self._db.execute(
+        rows = await self._rows(
             "SELECT (julianday(finished_at) - julianday(accepted_at)) * 86400.0 AS seconds FROM jobs"
             " WHERE state = 'succeeded' AND provider = ? AND model IS ? AND accepted_at IS NOT NULL"
             " ORDER BY finished_at DESC LIMIT ?",
             (provider, model, recent),
-        ) as cursor:
-            values = sorted(float(row["seconds"]) for row in await cursor.fetchall())
+        )
+        values = sorted(float(row["seconds"]) for row in rows)
         if not values:
             return None
         middle = len(values) // 2
@@ -320,23 +326,35 @@ async def _add_event(
     )
 
 
-async def _migrate(db: aiosqlite.Connection, path: Path, files: list[tuple[int, Path]]) -> None:
+async def _user_version(db: aiosqlite.Connection) -> int:
     async with db.execute("PRAGMA user_version") as cursor:
         row = await cursor.fetchone()
-    current = int(row[0]) if row else 0
+    return int(row[0]) if row else 0
+
+
+async def _refuse_newer(db: aiosqlite.Connection, path: Path, files: list[tuple[int, Path]]) -> None:
+    current = await _user_version(db)
     latest = files[-1][0] if files else 0
     if current > latest:
         raise StoreError(
             f"The database {path} was written by a newer version of the bot (schema {current}, this one knows "
             f"up to {latest}); run the newer version or point DATABASE_URL at another file."
         )
+
+
+async def _migrate(db: aiosqlite.Connection, path: Path, files: list[tuple[int, Path]]) -> None:
+    current = await _user_version(db)
     pending = [(number, file) for number, file in files if number > current]
     if not pending:
         return
     script = "".join(file.read_text(encoding="utf-8") + "\n" for _, file in pending)
     try:
-        await db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {latest};\nCOMMIT;")
-    except Exception:
+        await db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {pending[-1][0]};\nCOMMIT;")
+    except sqlite3.Error as exc:
         if db.in_transaction:
             await db.execute("ROLLBACK")
-        raise
+        names = ", ".join(file.name for _, file in pending)
+        raise StoreError(
+            f"Updating the database {path} failed in {names} ({exc}); nothing was changed, so fix the migration "
+            "or restore the previous version of the bot."
+        ) from exc
