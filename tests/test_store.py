@@ -299,7 +299,9 @@ async def test_a_failing_migration_leaves_an_existing_database_at_its_old_versio
     columns_before = plain_rows(db_path, "SELECT name FROM pragma_table_info('jobs')")
 
     (folder / f"{LATEST + 1:04d}_broken.sql").write_text(BAD_MIGRATION, encoding="utf-8")
-    with pytest.raises(StoreError, match=r"\.db failed in .*0002_broken\.sql .*syntax error.*nothing was changed"):
+    with pytest.raises(
+        StoreError, match=rf"\.db failed in .*{LATEST + 1:04d}_broken\.sql .*syntax error.*nothing was changed"
+    ):
         await open_store(db_path, migrations_folder=folder)
 
     assert plain_rows(db_path, "PRAGMA user_version") == [(LATEST,)]
@@ -327,7 +329,9 @@ async def test_a_failing_migration_on_a_new_database_applies_nothing(tmp_path: P
     (folder / f"{LATEST + 1:04d}_broken.sql").write_text(BAD_MIGRATION, encoding="utf-8")
     path = tmp_path / "fresh.db"
 
-    with pytest.raises(StoreError, match=r"\.db failed in .*0002_broken\.sql .*syntax error.*nothing was changed"):
+    with pytest.raises(
+        StoreError, match=rf"\.db failed in .*{LATEST + 1:04d}_broken\.sql .*syntax error.*nothing was changed"
+    ):
         await open_store(path, migrations_folder=folder)
 
     assert plain_rows(path, "PRAGMA user_version") == [(0,)]

@@ -72,6 +72,12 @@ class NewJob:
     guild_id: int | None = None
     model: str | None = None
     message_id: int | None = None
+    application_id: int | None = None
+    interaction_token: str | None = None
+    token_expires_at: datetime | None = None
+    #: The largest file the interaction may upload, in bytes.
+    upload_limit: int | None = None
+    parent_id: int | None = None
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
@@ -113,6 +119,11 @@ class Job:
     updated_at: datetime
     delivered: bool
     delivered_at: datetime | None
+    application_id: int | None
+    interaction_token: str | None
+    token_expires_at: datetime | None
+    upload_limit: int | None
+    parent_id: int | None
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -151,7 +162,16 @@ class Job:
             updated_at=_time(row["updated_at"]),
             delivered=row["delivery"] == "delivered",
             delivered_at=_maybe_time(row["delivered_at"]),
+            application_id=row["application_id"],
+            interaction_token=row["interaction_token"],
+            token_expires_at=_maybe_time(row["token_expires_at"]),
+            upload_limit=row["upload_limit"],
+            parent_id=row["parent_id"],
         )
+
+    def __repr__(self) -> str:
+        # The interaction token is a credential for 15 minutes: keep it out of logs and reprs.
+        return f"Job(id={self.id}, provider={self.provider!r}, state={self.state.value!r}, task_id={self.task_id!r})"
 
 
 @dataclass(frozen=True, slots=True)

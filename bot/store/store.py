@@ -52,6 +52,8 @@ UPDATABLE = frozenset(
         "started_at",
         "progress_at",
         "not_before",
+        "interaction_token",
+        "token_expires_at",
     }
 )
 
@@ -144,7 +146,9 @@ class Store:
         async with self._transaction() as db:
             cursor = await db.execute(
                 "INSERT INTO jobs (key, guild_id, channel_id, user_id, message_id, provider, operation, model,"
-                " params, media, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " params, media, state, created_at, updated_at, application_id, interaction_token,"
+                " token_expires_at, upload_limit, parent_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     new.key,
                     new.guild_id,
@@ -159,6 +163,11 @@ class Store:
                     JobState.QUEUED.value,
                     now,
                     now,
+                    new.application_id,
+                    new.interaction_token,
+                    _column_value(new.token_expires_at),
+                    new.upload_limit,
+                    new.parent_id,
                 ),
             )
             job_id = cursor.lastrowid
