@@ -1,0 +1,179 @@
+"""What a job looks like on Discord: the card's embed and buttons, built from the ledger's job.
+
+Only the presenter sends these; this module just draws them. Times are Discord timestamps
+(``<t:…:R>``), which every client keeps current, so a card needs no edit just because time passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import discord
+
+from bot.buttons import JobButton
+from bot.store import Job, JobState
+
+PROMPT_PREVIEW = 300
+BAR_CELLS = 12
+INPUT_THUMBNAIL = "input"
+
+PROVIDER_NAMES = {"hidream": "HiDream", "pixverse": "PixVerse", "vidu": "Vidu"}
+#: The options worth a glance on the card, per provider, in order.
+SHOWN_OPTIONS = {
+    "hidream": ("resolution", "motion_strength", "camera_horizontal", "camera_vertical", "camera_depth", "style"),
+    "pixverse": ("duration", "quality", "motion_mode", "camera_movement", "style", "seed", "audio"),
+    "vidu": ("duration", "resolution", "movement_amplitude", "seed", "audio", "off_peak"),
+}
+STATE_LINES = {
+    JobState.QUEUED: ("⏳", "Waiting for its turn"),
+    JobState.SUBMITTING: ("📤", "Sending to the provider"),
+    JobState.RUNNING: ("🎬", "Generating"),
+    JobState.SUCCEEDED: ("✅", "Done"),
+    JobState.FAILED: ("❌", "Failed"),
+    JobState.REJECTED: ("🚫", "Refused by content review"),
+    JobState.CANCELLED: ("🛑", "Cancelled"),
+    JobState.TIMED_OUT: ("⌛", "Timed out"),
+}
+COLOURS = {
+    JobState.SUCCEEDED: discord.Colour.green(),
+    JobState.FAILED: discord.Colour.red(),
+    JobState.REJECTED: discord.Colour.dark_red(),
+    JobState.CANCELLED: discord.Colour.light_grey(),
+    JobState.TIMED_OUT: discord.Colour.orange(),
+}
+#: What a user can do after each bad ending.
+NEXT_STEPS = {
+    JobState.FAILED: "Press Retry to send it again with the same settings.",
+    JobState.REJECTED: "Change the image or the prompt and start a new job; nothing was charged for the review.",
+    JobState.TIMED_OUT: "Press Retry to send it again, or try another provider.",
+    JobState.CANCELLED: "Press Retry to send it again.",
+}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """When the job should finish, if anything sensible can be said."""
+
+    finish_at: datetime | None
+
+
+def title(job: Job) -> str:
+    name = PROVIDER_NAMES.get(job.provider, job.provider)
+    what = "restyle" if job.operation == "stylize" else "image to video"
+    return f"{name} {job.model} · {what}" if job.model else f"{name} · {what}"
+
+
+def progress_bar(progress: float) -> str:
+    filled = round(max(0.0, min(1.0, progress)) * BAR_CELLS)
+    return "▰" * filled + "▱" * (BAR_CELLS - filled) + f" {progress:.0%}"
+
+
+def estimate(job: Job, median_seconds: float | None, now: datetime) -> Estimate:
+    """From the provider's progress when it reports some, else from how long earlier jobs took."""
+    if job.state is not JobState.RUNNING:
+        return Estimate(None)
+    started = job.started_at or job.accepted_at
+    if job.progress and job.progress >= 0.05 and started is not None:
+        spent = (now - started).total_seconds()
+        return Estimate(now + timedelta(seconds=spent * (1 - job.progress) / job.progress))
+    if median_seconds and job.accepted_at is not None:
+        finish = job.accepted_at + timedelta(seconds=median_seconds)
+        return Estimate(finish if finish > now else None)
+    return Estimate(None)
+
+
+def _stamp(moment: datetime, style: str = "R") -> str:
+    return f"<t:{int(moment.timestamp())}:{style}>"
+
+
+def signature(job: Job, eta: Estimate) -> tuple[object, ...]:
+    """Everything visible on the card; the card is edited only when this changes."""
+    progress = round(job.progress * BAR_CELLS) if job.progress is not None else None
+    finish = round(eta.finish_at.timestamp() / 30) if eta.finish_at else None
+    return (job.state, progress, job.queue_position, finish, job.error_reason, job.video_url, job.cover_url)
+
+
+def card(job: Job, eta: Estimate, *, thumbnail: bool) -> discord.Embed:
+    """The job's card as an embed."""
+    icon, words = STATE_LINES[job.state]
+    embed = discord.Embed(title=title(job), colour=COLOURS.get(job.state, discord.Colour.blurple()))
+    prompt = str(job.params.get("prompt") or job.params.get("style") or "")
+    if prompt:
+        embed.description = prompt if len(prompt) <= PROMPT_PREVIEW else prompt[: PROMPT_PREVIEW - 1] + "…"
+    lines = [f"{icon} **{words}**"]
+    if job.state is JobState.QUEUED and job.queue_position:
+        lines.append(f"Number {job.queue_position} in line")
+    if job.state is JobState.RUNNING:
+        if job.progress is not None:
+            lines.append(progress_bar(job.progress))
+        if eta.finish_at is not None:
+            lines.append(f"Expected {_stamp(eta.finish_at)}")
+    if job.state.finished:
+        if job.finished_at is not None:
+            lines.append(f"Took {_duration((job.finished_at - job.created_at).total_seconds())}")
+        if job.error_reason and job.state is not JobState.SUCCEEDED:
+            lines.append(job.error_reason)
+        step = NEXT_STEPS.get(job.state)
+        if step:
+            lines.append(step)
+    else:
+        lines.append(f"Started {_stamp(job.created_at)}")
+    embed.add_field(name="Status", value="\n".join(lines)[:1024], inline=False)
+    for name in SHOWN_OPTIONS.get(job.provider, ()):
+        value = job.params.get(name)
+        if value is not None and value != "":
+            embed.add_field(name=name.replace("_", " "), value=str(value)[:1024], inline=True)
+    if job.state is JobState.SUCCEEDED and job.cover_url:
+        embed.set_image(url=job.cover_url)
+    if thumbnail:
+        embed.set_thumbnail(url=f"attachment://{thumbnail_name(job)}")
+    embed.set_footer(text=f"Job {job.id}")
+    return embed
+
+
+def thumbnail_name(job: Job) -> str:
+    extension = str(job.media.get("file", "x.png")).rsplit(".", 1)[-1]
+    return f"{INPUT_THUMBNAIL}.{extension}"
+
+
+def buttons(job: Job, *, can_stylize: bool) -> discord.ui.View:
+    """The card's buttons for the job's state; their custom ids carry the job id, so they survive restarts."""
+    view = discord.ui.View(timeout=None)
+    if not job.state.finished:
+        view.add_item(JobButton("cancel", job.id))
+        return view
+    if job.state is JobState.SUCCEEDED:
+        if job.video_url:
+            view.add_item(discord.ui.Button(label="Open", style=discord.ButtonStyle.link, url=job.video_url))
+        view.add_item(JobButton("reroll", job.id))
+        if can_stylize:
+            view.add_item(JobButton("stylize", job.id))
+    else:
+        view.add_item(JobButton("retry", job.id))
+    return view
+
+
+def announcement(job: Job, *, linked: bool) -> str:
+    """The message that tells the user the job ended (it mentions them, so they are notified)."""
+    who = f"<@{job.user_id}>"
+    if job.state is JobState.SUCCEEDED:
+        text = f"{who} your video from job {job.id} is ready."
+        if linked:
+            text += f" It is too large to upload here, so here is the link (provider links expire): {job.video_url}"
+        return text
+    _, words = STATE_LINES[job.state]
+    reason = f" {job.error_reason}" if job.error_reason else ""
+    step = NEXT_STEPS.get(job.state, "")
+    return f"{who} job {job.id}: {words.lower()}.{reason} {step}".strip()
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"

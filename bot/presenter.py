@@ -1,0 +1,355 @@
+"""The presenter: the only code that edits job messages, and the one that announces finished jobs.
+
+Edits happen only when something visible changed, at most once per PROGRESS_EDIT_SECONDS per card,
+and inside Discord's rate limits: while a job's interaction token lives, its card and its
+announcement go through the token (each interaction has its own rate-limit bucket); afterwards
+through the bot token on the channel message, within a per-channel budget that is tighter for
+messages older than an hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import discord
+from discord.http import handle_message_parameters
+
+from bot import cards
+from bot.downloads import download
+from bot.inputs import InputMissing, InputStore
+from bot.store import Job, JobState, Store
+
+log = logging.getLogger(__name__)
+
+#: Stop using an interaction token a little before Discord's 15 minutes run out.
+TOKEN_MARGIN = timedelta(seconds=60)
+#: Messages older than this have a tighter edit limit on Discord.
+OLD_MESSAGE = timedelta(hours=1)
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+
+
+@dataclass
+class ChannelBudget:
+    """A sliding-window allowance of bot-token requests per channel, kept under Discord's limits."""
+
+    per_window: int = 4
+    window: float = 5.0
+    old_per_window: int = 2
+    old_window: float = 6.0
+    clock: Callable[[], float] = time.monotonic
+    _sent: dict[tuple[int, bool], deque[float]] = field(default_factory=dict)
+
+    def wait_time(self, channel_id: int, *, old: bool) -> float:
+        """Seconds until one more request to the channel fits; 0 when it fits now."""
+        limit, window = (self.old_per_window, self.old_window) if old else (self.per_window, self.window)
+        sent = self._sent.setdefault((channel_id, old), deque())
+        now = self.clock()
+        while sent and sent[0] <= now - window:
+            sent.popleft()
+        return 0.0 if len(sent) < limit else sent[0] + window - now
+
+    def take(self, channel_id: int, *, old: bool) -> None:
+        self._sent.setdefault((channel_id, old), deque()).append(self.clock())
+
+    async def acquire(self, channel_id: int, *, old: bool) -> None:
+        while (wait := self.wait_time(channel_id, old=old)) > 0:  # noqa: ASYNC110 - waits out a time window
+            await asyncio.sleep(wait)
+        self.take(channel_id, old=old)
+
+
+@dataclass
+class _Card:
+    signature: tuple[object, ...] | None = None
+    last_edit: float = -1e9
+    busy: bool = False
+    gone: bool = False
+    finishing: bool = False
+
+
+class Presenter:
+    """Keeps every job's card current and announces each finished job once."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        store: Store,
+        inputs: InputStore,
+        session: aiohttp.ClientSession,
+        *,
+        mark_delivered: Callable[[int], Awaitable[bool]],
+        edit_seconds: float,
+        can_stylize: bool,
+        budget: ChannelBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.inputs = inputs
+        self.session = session
+        self.mark_delivered = mark_delivered
+        self.edit_seconds = edit_seconds
+        self.can_stylize = can_stylize
+        self.budget = budget or ChannelBudget(clock=clock)
+        self._clock = clock
+        self._cards: dict[int, _Card] = {}
+        self._dirty: dict[int, Job] = {}
+        self._medians: dict[tuple[str, str | None], tuple[float, float | None]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: asyncio.Task[None] | None = None
+
+    # Lifecycle.
+
+    def start(self) -> None:
+        self._runner = asyncio.create_task(self._run(), name="presenter")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def on_job(self, job: Job) -> None:
+        """The tracker's subscriber: remember the newest state; the worker decides when to show it."""
+        self._dirty[job.id] = job
+        self._wake.set()
+
+    # The first render.
+
+    async def open_card(self, job: Job) -> None:
+        """Turn the deferred response into the job's card, with the input as thumbnail."""
+        card = self._cards.setdefault(job.id, _Card())
+        card.busy = True
+        try:
+            latest = await self.store.get_job(job.id) or job
+            eta = await self._estimate(latest)
+            files = self._thumbnail(latest)
+            embed = cards.card(latest, eta, thumbnail=bool(files))
+            await self._edit(latest, embed, cards.buttons(latest, can_stylize=self.can_stylize), files)
+            card.signature = cards.signature(latest, eta)
+            card.last_edit = self._clock()
+        except discord.HTTPException as exc:
+            self._lost_card(latest, card, exc)
+        finally:
+            card.busy = False
+            self._wake.set()
+
+    def _thumbnail(self, job: Job) -> list[discord.File]:
+        if job.media.get("kind") != "image":
+            return []
+        try:
+            image = self.inputs.load(job.media)
+        except InputMissing:
+            return []
+        return [discord.File(io.BytesIO(image.data), filename=cards.thumbnail_name(job))]
+
+    # The worker.
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self._dispatch()
+            except Exception:
+                log.exception("The presenter's pass failed; it carries on")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=0.25)
+
+    def _dispatch(self) -> None:
+        now = self._clock()
+        for job_id, job in list(self._dirty.items()):
+            card = self._cards.setdefault(job_id, _Card())
+            if card.busy or card.finishing:
+                continue
+            if job.state.finished:
+                del self._dirty[job_id]
+                if not job.delivered:
+                    card.finishing = True
+                    self._spawn(self._finish(job, card), f"announce job {job_id}")
+                continue
+            if job.message_id is None or card.gone:
+                del self._dirty[job_id]
+                continue
+            if now < card.last_edit + self.edit_seconds:
+                continue
+            old = not self._token_alive(job) and self._is_old(job)
+            if not self._token_alive(job) and self.budget.wait_time(job.channel_id, old=old) > 0:
+                continue
+            del self._dirty[job_id]
+            card.busy = True
+            self._spawn(self._refresh(job, card), f"edit card of job {job_id}")
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self._tasks.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                log.error("Error %s in %s", secrets.token_hex(4), name, exc_info=finished.exception())
+            self._wake.set()
+
+        task.add_done_callback(done)
+
+    async def _refresh(self, job: Job, card: _Card) -> None:
+        try:
+            eta = await self._estimate(job)
+            sign = cards.signature(job, eta)
+            if sign == card.signature:
+                return
+            await self._edit(job, cards.card(job, eta, thumbnail=self._has_thumbnail(job)), self._view(job))
+            card.signature = sign
+            card.last_edit = self._clock()
+        except discord.HTTPException as exc:
+            self._lost_card(job, card, exc)
+        finally:
+            card.busy = False
+
+    async def _finish(self, job: Job, card: _Card) -> None:
+        """The final card, then one announcement that mentions the user, then the ledger's record of it."""
+        try:
+            eta = cards.Estimate(None)
+            final = cards.card(job, eta, thumbnail=self._has_thumbnail(job))
+            if job.message_id is not None and not card.gone:
+                try:
+                    await self._edit(job, final, self._view(job))
+                    card.signature = cards.signature(job, eta)
+                except discord.HTTPException as exc:
+                    self._lost_card(job, card, exc)
+            await self._announce(job, final if card.gone or job.message_id is None else None)
+            await self.mark_delivered(job.id)
+            self._cards.pop(job.id, None)
+        finally:
+            card.finishing = False
+
+    async def _announce(self, job: Job, embed: discord.Embed | None) -> None:
+        video = None
+        if job.state is JobState.SUCCEEDED and job.video_url:
+            limit = job.upload_limit or DEFAULT_UPLOAD_LIMIT
+            video = await download(self.session, job.video_url, max_bytes=limit)
+        content = cards.announcement(job, linked=job.state is JobState.SUCCEEDED and video is None)
+        mentions = discord.AllowedMentions(users=[discord.Object(job.user_id)], roles=False, everyone=False)
+        view = self._view(job) if embed is not None else None
+
+        def attachment() -> discord.File | None:
+            return discord.File(io.BytesIO(video), filename=f"job-{job.id}.mp4") if video is not None else None
+
+        if self._token_alive(job):
+            try:
+                webhook = self._webhook(job)
+                await webhook.send(
+                    content,
+                    file=attachment() or discord.utils.MISSING,
+                    embed=embed or discord.utils.MISSING,
+                    view=view or discord.utils.MISSING,
+                    allowed_mentions=mentions,
+                    wait=True,
+                )
+                return
+            except discord.HTTPException as exc:
+                log.warning("Job %s: announcing through the interaction failed (%s); using the channel", job.id, exc)
+        try:
+            await self.budget.acquire(job.channel_id, old=False)
+            await self._send_to_channel(job, content, attachment(), embed, view, mentions)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            log.warning("Job %s: cannot post in channel %s (%s); sending a DM", job.id, job.channel_id, exc)
+            user = await self.client.fetch_user(job.user_id)
+            await user.send(content, file=attachment() or discord.utils.MISSING, embed=embed or discord.utils.MISSING)
+
+    async def _send_to_channel(
+        self,
+        job: Job,
+        content: str,
+        file: discord.File | None,
+        embed: discord.Embed | None,
+        view: discord.ui.View | None,
+        mentions: discord.AllowedMentions,
+    ) -> None:
+        # The job key as an enforced nonce makes Discord drop a second copy if a crash made the bot
+        # announce the same job again within minutes.
+        with handle_message_parameters(
+            content=content,
+            file=file or discord.utils.MISSING,
+            embed=embed or discord.utils.MISSING,
+            view=view or discord.utils.MISSING,
+            allowed_mentions=mentions,
+            nonce=job.key[:25],
+        ) as params:
+            if params.payload is not None:
+                params.payload["enforce_nonce"] = True
+                for part in params.multipart or []:
+                    if part.get("name") == "payload_json":
+                        part["value"] = json.dumps(params.payload)
+            await self.client.http.send_message(job.channel_id, params=params)
+
+    # Where edits go.
+
+    async def _edit(
+        self, job: Job, embed: discord.Embed, view: discord.ui.View, files: list[discord.File] | None = None
+    ) -> None:
+        assert job.message_id is not None
+        extra: dict[str, Any] = {"attachments": files} if files else {}
+        if self._token_alive(job):
+            await self._webhook(job).edit_message(job.message_id, embed=embed, view=view, **extra)
+            return
+        await self.budget.acquire(job.channel_id, old=self._is_old(job))
+        message = self.client.get_partial_messageable(job.channel_id).get_partial_message(job.message_id)
+        await message.edit(embed=embed, view=view, **extra)
+
+    def _webhook(self, job: Job) -> discord.Webhook:
+        assert job.application_id is not None
+        assert job.interaction_token is not None
+        return discord.Webhook.partial(job.application_id, job.interaction_token, client=self.client)
+
+    def _token_alive(self, job: Job) -> bool:
+        return (
+            job.interaction_token is not None
+            and job.application_id is not None
+            and job.token_expires_at is not None
+            and datetime.now(UTC) < job.token_expires_at - TOKEN_MARGIN
+        )
+
+    def _is_old(self, job: Job) -> bool:
+        return datetime.now(UTC) - job.created_at > OLD_MESSAGE
+
+    def _has_thumbnail(self, job: Job) -> bool:
+        return job.media.get("kind") == "image"
+
+    def _view(self, job: Job) -> discord.ui.View:
+        return cards.buttons(job, can_stylize=self.can_stylize)
+
+    def _lost_card(self, job: Job, card: _Card, exc: discord.HTTPException) -> None:
+        if isinstance(exc, discord.NotFound | discord.Forbidden):
+            # The card was deleted or the bot lost access: the job goes on and is announced anew.
+            card.gone = True
+            log.warning("Job %s: its card cannot be edited any more (%s)", job.id, exc)
+            return
+        log.warning("Job %s: editing its card failed (%s); the next change tries again", job.id, exc)
+
+    async def _estimate(self, job: Job) -> cards.Estimate:
+        median = None
+        if job.state is JobState.RUNNING and not job.progress:
+            key = (job.provider, job.model)
+            cached = self._medians.get(key)
+            if cached is None or self._clock() - cached[0] > 60:
+                cached = (self._clock(), await self.store.median_run_seconds(job.provider, job.model))
+                self._medians[key] = cached
+            median = cached[1]
+        return cards.estimate(job, median, datetime.now(UTC))
