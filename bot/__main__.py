@@ -14,6 +14,7 @@ import discord
 from bot.app import AnimateBot
 from bot.config import ConfigError, Settings, load_settings
 from bot.inputs import InputStore
+from bot.jobs import JobService
 from bot.logs import setup_logging
 from bot.providers import build_providers
 from bot.scheduling import tracker_settings
@@ -38,15 +39,14 @@ async def run(settings: Settings) -> None:
             if pruned:
                 log.info("Removed %d inputs older than %g hours", pruned, settings.input_retention_hours)
             tracker = Tracker(store, providers, inputs, tracker_settings(settings))
-            async with AnimateBot(settings=settings, providers=providers, tracker=tracker) as bot:
+            jobs = JobService(providers, tracker, inputs, session)
+            async with AnimateBot(
+                settings=settings, providers=providers, store=store, tracker=tracker, jobs=jobs
+            ) as bot:
                 loop = asyncio.get_running_loop()
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
-                await tracker.start()
-                try:
-                    await bot.start(settings.discord_token.get_secret_value())
-                finally:
-                    await tracker.stop()
+                await bot.start(settings.discord_token.get_secret_value())
         finally:
             await store.close()
 

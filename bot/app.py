@@ -1,4 +1,4 @@
-"""The discord.py Bot subclass; the cogs that give it commands arrive with the Discord issue."""
+"""The discord.py Bot subclass: holds what the composition root built and wires the Discord side."""
 
 from __future__ import annotations
 
@@ -8,21 +8,81 @@ from collections.abc import Mapping
 import discord
 from discord.ext import commands
 
+from bot.buttons import JobActions, JobButton, StyleMenu
 from bot.config import Settings
+from bot.jobs import JobService
+from bot.presenter import Presenter
+from bot.store import Store
 from bot.tracker import Tracker
 from providers import VideoProvider
 
 log = logging.getLogger(__name__)
 
+#: Loaded in order; each module has ``async def setup(bot)``.
+COGS = ("cogs.animate", "cogs.jobs")
+
 
 class AnimateBot(commands.Bot):
-    """Holds what the composition root built; builds nothing itself."""
+    """Builds nothing itself: everything arrives from ``python -m bot`` (or a test)."""
 
-    def __init__(self, *, settings: Settings, providers: Mapping[str, VideoProvider], tracker: Tracker) -> None:
-        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(), help_command=None)
+    job_actions: JobActions
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        providers: Mapping[str, VideoProvider],
+        store: Store,
+        tracker: Tracker,
+        jobs: JobService,
+        **options: object,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents.default(),
+            help_command=None,
+            **options,  # type: ignore[arg-type]
+        )
         self.settings = settings
         self.providers = providers
+        self.store = store
         self.tracker = tracker
+        self.jobs = jobs
+        self.presenter = Presenter(
+            self,
+            store,
+            jobs.inputs,
+            jobs.session,
+            mark_delivered=tracker.mark_delivered,
+            edit_seconds=settings.progress_edit_seconds,
+            can_stylize="hidream" in providers,
+        )
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(JobButton, StyleMenu)
+        for name in COGS:
+            await self.load_extension(name)
+        await self.sync_commands()
+        self.tracker.subscribe(self.presenter.on_job)
+        self.presenter.start()
+        await self.tracker.start()
+
+    async def sync_commands(self) -> None:
+        """To the configured servers at once, else globally (which Discord spreads within an hour)."""
+        if self.settings.discord_guild_ids:
+            for guild_id in self.settings.discord_guild_ids:
+                guild = discord.Object(guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                log.info("Synced %d commands to server %s", len(synced), guild_id)
+        else:
+            synced = await self.tree.sync()
+            log.info("Synced %d commands globally", len(synced))
+
+    async def close(self) -> None:
+        await self.tracker.stop()
+        await self.presenter.stop()
+        await super().close()
 
     async def on_ready(self) -> None:
         log.info("Connected to Discord as %s in %d servers", self.user, len(self.guilds))

@@ -1,0 +1,148 @@
+"""Creating jobs: from a command, or again from an earlier job (Retry, Reroll, Stylize).
+
+Knows jobs, inputs and providers; the Discord side hands it who asked and where the card lives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+
+from bot.downloads import download
+from bot.errors import UserError
+from bot.inputs import InputMissing, InputStore
+from bot.store import Job, JobState, NewJob
+from bot.tracker import Tracker
+from providers import Operation, VideoProvider
+from providers.hidream.capabilities import VIDEO_LIMITS
+from providers.media import MediaRejected, PreparedImage, PreparedVideo
+
+SEEDED = ("pixverse", "vidu")
+SEED_MAX = 2147483647
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, and how the bot can reach the job's card."""
+
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    message_id: int | None = None
+    application_id: int | None = None
+    interaction_token: str | None = None
+    token_expires_at: datetime | None = None
+    upload_limit: int | None = None
+
+
+class JobService:
+    """Turns a request into a queued job whose input is kept on disk."""
+
+    def __init__(
+        self,
+        providers: Mapping[str, VideoProvider],
+        tracker: Tracker,
+        inputs: InputStore,
+        session: aiohttp.ClientSession,
+    ) -> None:
+        self.providers = providers
+        self.tracker = tracker
+        self.inputs = inputs
+        self.session = session
+
+    def provider(self, name: str) -> VideoProvider:
+        provider = self.providers.get(name)
+        if provider is None:
+            raise UserError(f"{name} is not set up on this bot; pick another provider.")
+        return provider
+
+    def check(self, provider_name: str, operation: Operation, params: Mapping[str, Any]) -> None:
+        """Raise UserError with every problem in the options, before anything is downloaded."""
+        problems = self.provider(provider_name).validate(operation, params)
+        if problems:
+            raise UserError(" ".join(problems))
+
+    async def create(
+        self,
+        who: Requester,
+        provider_name: str,
+        operation: Operation,
+        params: Mapping[str, Any],
+        data: bytes,
+        *,
+        parent_id: int | None = None,
+    ) -> Job:
+        """Validate, prepare the input (in a thread: images can be large), keep it, and queue the job."""
+        self.check(provider_name, operation, params)
+        provider = self.provider(provider_name)
+        try:
+            media = await asyncio.to_thread(provider.prepare_media, operation, data)
+        except MediaRejected as exc:
+            raise UserError(str(exc)) from None
+        return await self._enqueue(who, provider, operation, dict(params), media, parent_id)
+
+    async def again(self, job: Job, who: Requester, *, new_seed: bool) -> Job:
+        """The same job once more, with the kept input: Retry, or Reroll with a new seed."""
+        params = dict(job.params)
+        if new_seed and job.provider in SEEDED:
+            params["seed"] = random.randint(1, SEED_MAX)  # noqa: S311 - a seed, not a secret
+        provider = self.provider(job.provider)
+        try:
+            media = await asyncio.to_thread(self.inputs.load, job.media)
+        except InputMissing:
+            raise UserError(
+                f"Job {job.id}'s input is no longer kept; start a new job with the image attached."
+            ) from None
+        return await self._enqueue(who, provider, Operation(job.operation), params, media, job.id)
+
+    async def stylize(self, job: Job, who: Requester, style: str) -> Job:
+        """Restyle a finished job's video with HiDream."""
+        if job.state is not JobState.SUCCEEDED or not job.video_url:
+            raise UserError(f"Job {job.id} has no finished video to restyle.")
+        self.check("hidream", Operation.STYLIZE, {"style": style})
+        video = await download(self.session, job.video_url, max_bytes=VIDEO_LIMITS.max_bytes)
+        if video is None:
+            raise UserError(
+                f"Job {job.id}'s video could not be fetched (provider links expire, or it is over "
+                f"{VIDEO_LIMITS.max_bytes // (1024 * 1024)} MB); start a new /stylize with the video attached."
+            )
+        return await self.create(who, "hidream", Operation.STYLIZE, {"style": style}, video, parent_id=job.id)
+
+    async def _enqueue(
+        self,
+        who: Requester,
+        provider: VideoProvider,
+        operation: Operation,
+        params: dict[str, Any],
+        media: PreparedImage | PreparedVideo,
+        parent_id: int | None,
+    ) -> Job:
+        key = uuid.uuid4().hex
+        described = await asyncio.to_thread(self.inputs.save, key, media)
+        model = params.get("model") or provider.capabilities[operation].resolve(params).get("model")
+        return await self.tracker.enqueue(
+            NewJob(
+                key=key,
+                guild_id=who.guild_id,
+                channel_id=who.channel_id,
+                user_id=who.user_id,
+                message_id=who.message_id,
+                application_id=who.application_id,
+                interaction_token=who.interaction_token,
+                token_expires_at=who.token_expires_at,
+                upload_limit=who.upload_limit,
+                provider=provider.name,
+                operation=operation.value,
+                model=str(model) if model else None,
+                params=params,
+                media=described,
+                parent_id=parent_id,
+            )
+        )

@@ -1,0 +1,169 @@
+"""/animate hidream|pixverse|vidu and /stylize. Option names are the contract in DESIGN.md; their
+descriptions, choices, ranges and lengths come from the providers' capability tables."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+
+from cogs.common import start_job
+from providers import Capabilities, Operation
+from providers.hidream.capabilities import IMAGE_TO_VIDEO as HIDREAM
+from providers.hidream.capabilities import STYLIZE
+from providers.pixverse.capabilities import IMAGE_TO_VIDEO as PIXVERSE
+from providers.vidu.capabilities import IMAGE_TO_VIDEO as VIDU
+
+if TYPE_CHECKING:
+    from bot.app import AnimateBot
+
+IMAGE_HELP = "The picture to animate (PNG, JPEG or WebP)."
+VIDEO_HELP = "The MP4 video to restyle."
+
+
+@app_commands.command(name="hidream", description="Animate an image with HiDream.")
+async def hidream(
+    interaction: discord.Interaction[Any],
+    image: discord.Attachment,
+    prompt: str | None = None,
+    negative_prompt: str | None = None,
+    resolution: str | None = None,
+    camera_horizontal: int | None = None,
+    camera_vertical: int | None = None,
+    camera_depth: int | None = None,
+    motion_strength: float | None = None,
+) -> None:
+    options = dict(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        resolution=resolution,
+        camera_horizontal=camera_horizontal,
+        camera_vertical=camera_vertical,
+        camera_depth=camera_depth,
+        motion_strength=motion_strength,
+    )
+    await start_job(interaction, "hidream", Operation.IMAGE_TO_VIDEO, image, options)
+
+
+@app_commands.command(name="pixverse", description="Animate an image with PixVerse.")
+async def pixverse(
+    interaction: discord.Interaction[Any],
+    image: discord.Attachment,
+    prompt: str,
+    model: str | None = None,
+    duration: int | None = None,
+    quality: str | None = None,
+    motion_mode: str | None = None,
+    camera_movement: str | None = None,
+    style: str | None = None,
+    seed: int | None = None,
+    negative_prompt: str | None = None,
+    audio: bool | None = None,
+    multi_clip: bool | None = None,
+    thinking: str | None = None,
+    sound_effect: str | None = None,
+    lip_sync_text: str | None = None,
+    lip_sync_voice: str | None = None,
+) -> None:
+    options = dict(
+        prompt=prompt,
+        model=model,
+        duration=duration,
+        quality=quality,
+        motion_mode=motion_mode,
+        camera_movement=camera_movement,
+        style=style,
+        seed=seed,
+        negative_prompt=negative_prompt,
+        audio=audio,
+        multi_clip=multi_clip,
+        thinking=thinking,
+        sound_effect=sound_effect,
+        lip_sync_text=lip_sync_text,
+        lip_sync_voice=lip_sync_voice,
+    )
+    await start_job(interaction, "pixverse", Operation.IMAGE_TO_VIDEO, image, options)
+
+
+@app_commands.command(name="vidu", description="Animate an image with Vidu.")
+async def vidu(
+    interaction: discord.Interaction[Any],
+    image: discord.Attachment,
+    prompt: str,
+    model: str | None = None,
+    duration: int | None = None,
+    resolution: str | None = None,
+    movement_amplitude: str | None = None,
+    seed: int | None = None,
+    audio: bool | None = None,
+    voice_id: str | None = None,
+    off_peak: bool | None = None,
+    recommend_prompt: bool | None = None,
+) -> None:
+    options = dict(
+        prompt=prompt,
+        model=model,
+        duration=duration,
+        resolution=resolution,
+        movement_amplitude=movement_amplitude,
+        seed=seed,
+        audio=audio,
+        voice_id=voice_id,
+        off_peak=off_peak,
+        recommend_prompt=recommend_prompt,
+    )
+    await start_job(interaction, "vidu", Operation.IMAGE_TO_VIDEO, image, options)
+
+
+@app_commands.command(name="stylize", description="Restyle a video with HiDream (pick a style or describe one).")
+async def stylize(
+    interaction: discord.Interaction[Any],
+    video: discord.Attachment,
+    style: str | None = None,
+    prompt: str | None = None,
+) -> None:
+    await start_job(interaction, "hidream", Operation.STYLIZE, video, {"style": style, "prompt": prompt})
+
+
+def describe(command: app_commands.Command[Any, Any, Any], caps: Capabilities, media: tuple[str, str]) -> None:
+    """Give every option its description, choices, range and length from the capability table."""
+    parameters = command._params  # discord.py keeps the parsed options here; they are plain dataclasses.
+    media_name, media_help = media
+    parameters[media_name].description = media_help
+    for spec in caps.options:
+        parameter = parameters[spec.name]
+        parameter.description = spec.description
+        if spec.choices:
+            parameter.choices = [app_commands.Choice(name=str(value), value=value) for value in spec.choices]
+        if spec.min_value is not None:
+            parameter.min_value = spec.min_value
+        if spec.max_value is not None:
+            parameter.max_value = spec.max_value
+        if spec.max_length is not None:
+            # discord.py sends a string option's min/max as its min_length/max_length.
+            parameter.max_value = spec.max_length
+
+
+describe(hidream, HIDREAM, ("image", IMAGE_HELP))
+describe(pixverse, PIXVERSE, ("image", IMAGE_HELP))
+describe(vidu, VIDU, ("image", IMAGE_HELP))
+describe(stylize, STYLIZE, ("video", VIDEO_HELP))
+
+SUBCOMMANDS: dict[str, app_commands.Command[Any, Any, None]] = {
+    "hidream": hidream,
+    "pixverse": pixverse,
+    "vidu": vidu,
+}
+
+
+async def setup(bot: AnimateBot) -> None:
+    """Register only what the configured providers can do."""
+    enabled = [name for name in SUBCOMMANDS if name in bot.providers]
+    if enabled:
+        group = app_commands.Group(name="animate", description="Turn an image into a video.")
+        for name in enabled:
+            group.add_command(SUBCOMMANDS[name])
+        bot.tree.add_command(group)
+    if "hidream" in bot.providers:
+        bot.tree.add_command(stylize)

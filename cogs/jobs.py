@@ -1,0 +1,143 @@
+"""/jobs list|show|cancel, and what the buttons on job cards do."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+
+from bot import cards
+from bot.buttons import StyleMenu
+from bot.errors import UserError
+from bot.store import Job, JobState
+from bot.tracker import JobNotCancellable
+from cogs.common import bot_of, can_manage, reply_error, start_card
+
+if TYPE_CHECKING:
+    from bot.app import AnimateBot
+
+LIST_LIMIT = 10
+
+
+async def find_job(interaction: discord.Interaction[Any], job_id: int) -> Job:
+    """A job the caller may see: one from this server (or their own, in DMs)."""
+    job = await bot_of(interaction).store.get_job(job_id)
+    visible = job is not None and (
+        job.user_id == interaction.user.id or (job.guild_id is not None and job.guild_id == interaction.guild_id)
+    )
+    if job is None or not visible:
+        raise UserError(f"There is no job {job_id} here; `/jobs list` shows yours.")
+    return job
+
+
+async def cancel_job(interaction: discord.Interaction[Any], job: Job) -> str:
+    if not can_manage(interaction, job):
+        raise UserError(f"Only the person who started job {job.id}, or someone who can manage messages, can cancel it.")
+    try:
+        cancelled = await bot_of(interaction).tracker.cancel(job.id)
+    except JobNotCancellable as exc:
+        raise UserError(str(exc)) from None
+    if cancelled.state is JobState.SUBMITTING:
+        return f"Job {job.id} is being sent; it will be cancelled as soon as the provider answers."
+    return cancelled.error_reason or f"Job {job.id} was cancelled."
+
+
+class Jobs(app_commands.Group, name="jobs", description="Your video jobs."):
+    """See, show again and cancel jobs."""
+
+    @app_commands.command(name="list", description="Your recent jobs with their state and links.")
+    async def list_jobs(self, interaction: discord.Interaction[Any]) -> None:
+        jobs = await bot_of(interaction).store.jobs_of_user(interaction.user.id, limit=LIST_LIMIT)
+        if not jobs:
+            await interaction.response.send_message("You have no jobs yet; start one with `/animate`.", ephemeral=True)
+            return
+        lines = []
+        for job in jobs:
+            icon, words = cards.STATE_LINES[job.state]
+            link = f" · [video]({job.video_url})" if job.video_url else ""
+            lines.append(
+                f"`{job.id}` {cards.title(job)} · {icon} {words} · <t:{int(job.created_at.timestamp())}:R>{link}"
+            )
+        embed = discord.Embed(title="Your recent jobs", description="\n".join(lines))
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="show", description="Show a job's card again, with its buttons.")
+    @app_commands.describe(job_id="The job's number, from its card or /jobs list.")
+    async def show(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        bot = bot_of(interaction)
+        job = await find_job(interaction, job_id)
+        eta = cards.estimate(job, None, discord.utils.utcnow())
+        embed = cards.card(job, eta, thumbnail=False)
+        await interaction.response.send_message(
+            embed=embed, view=cards.buttons(job, can_stylize="hidream" in bot.providers), ephemeral=True
+        )
+
+    @app_commands.command(name="cancel", description="Cancel a job that has not finished.")
+    @app_commands.describe(job_id="The job's number, from its card or /jobs list.")
+    async def cancel(self, interaction: discord.Interaction[Any], job_id: int) -> None:
+        job = await find_job(interaction, job_id)
+        await interaction.response.send_message(await cancel_job(interaction, job), ephemeral=True)
+
+
+class CardActions:
+    """What the buttons and menus on job cards do."""
+
+    async def on_button(self, interaction: discord.Interaction[Any], action: str, job_id: int) -> None:
+        try:
+            job = await find_job(interaction, job_id)
+            if action == "cancel":
+                await interaction.response.send_message(await cancel_job(interaction, job), ephemeral=True)
+            elif action == "stylize":
+                await self._offer_styles(interaction, job)
+            else:
+                await self._again(interaction, job, reroll=action == "reroll")
+        except Exception as exc:
+            await reply_error(interaction, exc)
+
+    async def on_style(self, interaction: discord.Interaction[Any], job_id: int, style: str) -> None:
+        try:
+            job = await find_job(interaction, job_id)
+            self._check_owner(interaction, job, "restyle")
+            bot = bot_of(interaction)
+            who = await start_card(interaction)
+            await bot.presenter.open_card(await bot.jobs.stylize(job, who, style))
+        except Exception as exc:
+            await reply_error(interaction, exc)
+
+    async def _again(self, interaction: discord.Interaction[Any], job: Job, *, reroll: bool) -> None:
+        what = "reroll" if reroll else "retry"
+        self._check_owner(interaction, job, what)
+        if reroll and job.state is not JobState.SUCCEEDED:
+            raise UserError(f"Job {job.id} has not finished; Reroll works on a finished video.")
+        if not reroll and (not job.state.finished or job.state is JobState.SUCCEEDED):
+            raise UserError(f"Job {job.id} did not fail; use Reroll for another take.")
+        bot = bot_of(interaction)
+        who = await start_card(interaction)
+        await bot.presenter.open_card(await bot.jobs.again(job, who, new_seed=reroll))
+
+    async def _offer_styles(self, interaction: discord.Interaction[Any], job: Job) -> None:
+        self._check_owner(interaction, job, "restyle")
+        if job.state is not JobState.SUCCEEDED:
+            raise UserError(f"Job {job.id} has no finished video to restyle.")
+        view = discord.ui.View(timeout=None)
+        view.add_item(StyleMenu(job.id))
+        await interaction.response.send_message("Pick a style for the new video:", view=view, ephemeral=True)
+
+    @staticmethod
+    def _check_owner(interaction: discord.Interaction[Any], job: Job, what: str) -> None:
+        # These start paid jobs, so they follow the same rule as cancel.
+        if not can_manage(interaction, job):
+            raise UserError(
+                f"Only the person who started job {job.id}, or someone who can manage messages, can {what} it."
+            )
+
+
+async def setup(bot: AnimateBot) -> None:
+    bot.tree.add_command(Jobs())
+    bot.job_actions = CardActions()
+
+    async def on_error(interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:
+        await reply_error(interaction, error)
+
+    bot.tree.on_error = on_error  # type: ignore[method-assign]
