@@ -65,7 +65,8 @@ def title(job: Job) -> str:
 
 
 def progress_bar(progress: float) -> str:
-    filled = round(max(0.0, min(1.0, progress)) * BAR_CELLS)
+    progress = max(0.0, min(1.0, progress))
+    filled = round(progress * BAR_CELLS)
     return "▰" * filled + "▱" * (BAR_CELLS - filled) + f" {progress:.0%}"
 
 

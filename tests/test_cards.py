@@ -1,0 +1,109 @@
+"""How a job looks on Discord: the card, its buttons, the estimate and the announcement."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot import cards
+from bot.store import Job, JobState, NewJob, Store
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def job(tmp_path: Path) -> Job:
+    store = await Store.open(tmp_path / "bot.db", now=lambda: NOW - timedelta(minutes=2))
+    try:
+        return await store.create_job(
+            NewJob(
+                channel_id=1,
+                user_id=7,
+                provider="pixverse",
+                operation="image_to_video",
+                model="v5",
+                params={"prompt": "a cat waves", "duration": 8, "quality": "720p", "seed": 5},
+                media={"file": "k.png", "kind": "image"},
+            )
+        )
+    finally:
+        await store.close()
+
+
+def test_progress_bar() -> None:
+    assert cards.progress_bar(0) == "▱" * 12 + " 0%"
+    assert cards.progress_bar(0.5) == "▰" * 6 + "▱" * 6 + " 50%"
+    assert cards.progress_bar(1.2) == "▰" * 12 + " 100%"
+
+
+def test_a_queued_card_shows_its_place_in_line(job: Job) -> None:
+    queued = dataclasses.replace(job, queue_position=3)
+    embed = cards.card(queued, cards.Estimate(None), thumbnail=True)
+    status = embed.fields[0].value
+    assert embed.title == "PixVerse v5 · image to video"
+    assert embed.description == "a cat waves"
+    assert "Waiting for its turn" in status
+    assert "Number 3 in line" in status
+    assert {field.name: field.value for field in embed.fields[1:]} == {"duration": "8", "quality": "720p", "seed": "5"}
+    assert embed.thumbnail.url == "attachment://input.png"
+    assert embed.footer.text == f"Job {job.id}"
+
+
+def test_a_running_card_has_a_bar_and_an_estimate_from_progress(job: Job) -> None:
+    running = dataclasses.replace(job, state=JobState.RUNNING, progress=0.25, started_at=NOW - timedelta(seconds=60))
+    eta = cards.estimate(running, None, NOW)
+    assert eta.finish_at == NOW + timedelta(seconds=180)
+    status = cards.card(running, eta, thumbnail=False).fields[0].value
+    assert cards.progress_bar(0.25) in status
+    assert f"<t:{int((NOW + timedelta(seconds=180)).timestamp())}:R>" in status
+
+
+def test_without_progress_the_estimate_comes_from_earlier_jobs(job: Job) -> None:
+    running = dataclasses.replace(job, state=JobState.RUNNING, accepted_at=NOW - timedelta(seconds=30))
+    assert cards.estimate(running, 90.0, NOW).finish_at == NOW + timedelta(seconds=60)
+    assert cards.estimate(running, 20.0, NOW).finish_at is None
+    assert cards.estimate(running, None, NOW).finish_at is None
+
+
+def test_only_visible_changes_change_the_signature(job: Job) -> None:
+    running = dataclasses.replace(job, state=JobState.RUNNING, progress=0.40)
+    same = dataclasses.replace(running, progress=0.41, updated_at=NOW)
+    moved = dataclasses.replace(running, progress=0.60)
+    none = cards.Estimate(None)
+    assert cards.signature(running, none) == cards.signature(same, none)
+    assert cards.signature(running, none) != cards.signature(moved, none)
+
+
+@pytest.mark.parametrize(
+    ("state", "labels"),
+    [
+        (JobState.QUEUED, ["Cancel"]),
+        (JobState.RUNNING, ["Cancel"]),
+        (JobState.SUCCEEDED, ["Open", "Reroll", "Stylize"]),
+        (JobState.FAILED, ["Retry"]),
+        (JobState.TIMED_OUT, ["Retry"]),
+        (JobState.REJECTED, ["Retry"]),
+    ],
+)
+def test_buttons_follow_the_state(job: Job, state: JobState, labels: list[str]) -> None:
+    shown = dataclasses.replace(job, state=state, video_url="https://media/v.mp4")
+    view = cards.buttons(shown, can_stylize=True)
+    assert [item.item.label if hasattr(item, "item") else item.label for item in view.children] == labels
+    ids = [getattr(item, "custom_id", None) for item in view.children]
+    assert all(custom_id is None or custom_id.endswith(f":{job.id}") for custom_id in ids)
+
+
+def test_announcements_mention_the_user_and_say_what_to_do(job: Job) -> None:
+    done = dataclasses.replace(job, state=JobState.SUCCEEDED, video_url="https://media/v.mp4")
+    assert cards.announcement(done, linked=False) == f"<@7> your video from job {job.id} is ready."
+    linked = cards.announcement(done, linked=True)
+    assert "https://media/v.mp4" in linked
+    assert "expire" in linked
+    failed = dataclasses.replace(job, state=JobState.FAILED, error_reason="PixVerse could not generate this video.")
+    text = cards.announcement(failed, linked=False)
+    assert text.startswith("<@7> job")
+    assert "PixVerse could not generate this video." in text
+    assert "Retry" in text
