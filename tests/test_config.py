@@ -146,3 +146,19 @@ def test_tracker_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) 
     assert tracker.limits["hidream"].submits_per_minute == {Operation.IMAGE_TO_VIDEO: 10}
     assert tracker.limits["pixverse"].submits_per_minute == {}
     assert tracker.queue_timeout == timedelta(hours=6)
+
+
+def test_env_example_lists_every_setting_with_its_default() -> None:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    values = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    assert set(values) == {name.upper() for name in Settings.model_fields}
+    defaults = Settings(_env_file=None, discord_token="x")
+    for name, value in values.items():
+        if name == "DISCORD_TOKEN":
+            continue
+        current = getattr(defaults, name.lower())
+        if hasattr(current, "get_secret_value"):
+            current = current.get_secret_value()
+        if isinstance(current, tuple):
+            current = ",".join(str(item) for item in current)
+        assert str(current) == value or float(current) == float(value), name
