@@ -11,44 +11,21 @@ import sys
 import aiohttp
 import discord
 
-from bot.app import AnimateBot
+from bot.compose import assemble
 from bot.config import ConfigError, Settings, load_settings
-from bot.inputs import InputStore
-from bot.jobs import JobService
 from bot.logs import setup_logging
-from bot.providers import build_providers
-from bot.scheduling import tracker_settings
-from bot.store import Store, StoreError
-from bot.tracker import Tracker
+from bot.store import StoreError
 
 log = logging.getLogger("bot")
 
 
 async def run(settings: Settings) -> None:
     """Run the bot until it is stopped; every resource is closed on the way out."""
-    async with aiohttp.ClientSession() as session:
-        providers = build_providers(settings, session)
-        if providers:
-            log.info("Providers enabled: %s", ", ".join(sorted(providers)))
-        else:
-            log.warning("No provider has an API key; set HIDREAM_API_KEY, PIXVERSE_API_KEY or VIDU_API_KEY.")
-        store = await Store.open(settings.database_path)
-        try:
-            inputs = InputStore(settings.inputs_folder)
-            pruned = inputs.prune(settings.input_retention_hours * 3600)
-            if pruned:
-                log.info("Removed %d inputs older than %g hours", pruned, settings.input_retention_hours)
-            tracker = Tracker(store, providers, inputs, tracker_settings(settings))
-            jobs = JobService(providers, tracker, inputs, session)
-            async with AnimateBot(
-                settings=settings, providers=providers, store=store, tracker=tracker, jobs=jobs
-            ) as bot:
-                loop = asyncio.get_running_loop()
-                for signum in (signal.SIGTERM, signal.SIGINT):
-                    loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
-                await bot.start(settings.discord_token.get_secret_value())
-        finally:
-            await store.close()
+    async with aiohttp.ClientSession() as session, assemble(settings, session) as bot:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+        await bot.start(settings.discord_token.get_secret_value())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 
 import discord
 from discord.ext import commands
@@ -35,6 +36,7 @@ class AnimateBot(commands.Bot):
         store: Store,
         tracker: Tracker,
         jobs: JobService,
+        now: Callable[[], datetime],
         **options: object,
     ) -> None:
         super().__init__(
@@ -56,6 +58,7 @@ class AnimateBot(commands.Bot):
             mark_delivered=tracker.mark_delivered,
             edit_seconds=settings.progress_edit_seconds,
             can_stylize="hidream" in providers,
+            now=now,
         )
 
     async def setup_hook(self) -> None:

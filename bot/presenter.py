@@ -93,6 +93,7 @@ class Presenter:
         can_stylize: bool,
         budget: ChannelBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.client = client
         self.store = store
@@ -103,6 +104,7 @@ class Presenter:
         self.can_stylize = can_stylize
         self.budget = budget or ChannelBudget(clock=clock)
         self._clock = clock
+        self._now = now
         self._cards: dict[int, _Card] = {}
         self._dirty: dict[int, Job] = {}
         self._medians: dict[tuple[str, str | None], tuple[float, float | None]] = {}
@@ -323,11 +325,11 @@ class Presenter:
             job.interaction_token is not None
             and job.application_id is not None
             and job.token_expires_at is not None
-            and datetime.now(UTC) < job.token_expires_at - TOKEN_MARGIN
+            and self._now() < job.token_expires_at - TOKEN_MARGIN
         )
 
     def _is_old(self, job: Job) -> bool:
-        return datetime.now(UTC) - job.created_at > OLD_MESSAGE
+        return self._now() - job.created_at > OLD_MESSAGE
 
     def _has_thumbnail(self, job: Job) -> bool:
         return job.media.get("kind") == "image"
@@ -352,4 +354,4 @@ class Presenter:
                 cached = (self._clock(), await self.store.median_run_seconds(job.provider, job.model))
                 self._medians[key] = cached
             median = cached[1]
-        return cards.estimate(job, median, datetime.now(UTC))
+        return cards.estimate(job, median, self._now())

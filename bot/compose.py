@@ -1,0 +1,56 @@
+"""The composition root: builds every long-lived object in order and closes them in reverse."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from bot.app import AnimateBot
+from bot.config import Settings
+from bot.inputs import InputStore
+from bot.jobs import JobService
+from bot.providers import build_providers
+from bot.scheduling import tracker_settings
+from bot.store import Store
+from bot.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@asynccontextmanager
+async def assemble(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    **bot_options: Any,
+) -> AsyncIterator[AnimateBot]:
+    """The bot with its providers, ledger, tracker and job service; everything is closed on exit."""
+    providers = build_providers(settings, session)
+    if providers:
+        log.info("Providers enabled: %s", ", ".join(sorted(providers)))
+    else:
+        log.warning("No provider has an API key; set HIDREAM_API_KEY, PIXVERSE_API_KEY or VIDU_API_KEY.")
+    store = await Store.open(settings.database_path)
+    try:
+        inputs = InputStore(settings.inputs_folder)
+        pruned = inputs.prune(settings.input_retention_hours * 3600)
+        if pruned:
+            log.info("Removed %d inputs older than %g hours", pruned, settings.input_retention_hours)
+        tracker = Tracker(store, providers, inputs, tracker_settings(settings))
+        jobs = JobService(providers, tracker, inputs, session)
+        async with AnimateBot(
+            settings=settings, providers=providers, store=store, tracker=tracker, jobs=jobs, now=now, **bot_options
+        ) as bot:
+            yield bot
+    finally:
+        await store.close()

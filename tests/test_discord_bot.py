@@ -1,0 +1,322 @@
+"""The bot end to end: the real discord.py client against the fake Discord and the fake providers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.app import AnimateBot
+from bot.compose import assemble
+from bot.config import Settings
+from bot.store import Job, JobState
+from tests.conftest import image_bytes
+from tests.fake_discord import FakeDiscord, FakeMessage, connect_client
+from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, build_mp4
+
+KEYS = {"hidream": "hd-bot-key", "pixverse": "pv-bot-key", "vidu": "vd-bot-key"}
+REQUIRED = {"hidream": {}, "pixverse": {"prompt": "a wave"}, "vidu": {"prompt": "a wave"}}
+
+
+@dataclass
+class World:
+    discord: FakeDiscord
+    providers: dict[str, Any]
+    tmp: Path
+    session: aiohttp.ClientSession
+    bot: AnimateBot | None = None
+    disabled: tuple[str, ...] = ()
+
+    def settings(self) -> Settings:
+        values: dict[str, Any] = {
+            "discord_token": self.discord.token,
+            "discord_guild_ids": (self.discord.guild.id,),
+            "database_url": f"sqlite:///{self.tmp / 'data' / 'bot.db'}",
+            "poll_interval_seconds": 0.05,
+            "progress_edit_seconds": 1,
+            "http_timeout_seconds": 5,
+        }
+        for name, fake in self.providers.items():
+            values[f"{name}_api_key"] = "" if name in self.disabled else KEYS[name]
+            values[f"{name}_base_url"] = fake.base_url
+        return Settings(_env_file=None, **values)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.discord.clock.offset)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[AnimateBot]:
+        async with (
+            assemble(self.settings(), self.session, now=self.now, guild_ready_timeout=0.1) as bot,
+            connect_client(self.discord, bot),
+        ):
+            self.bot = bot
+            try:
+                yield bot
+            finally:
+                self.bot = None
+
+    @property
+    def store(self) -> Any:
+        assert self.bot is not None
+        return self.bot.store
+
+    async def animate(self, provider: str, *, image: bytes | None = None, user: Any = None, **options: Any) -> Any:
+        attachment = self.discord.add_attachment("cat.png", image or image_bytes(640, 360), "image/png")
+        payload = self.discord.slash(
+            "animate",
+            subcommand=provider,
+            options={**REQUIRED[provider], **options},
+            attachments={"image": attachment},
+            user=user,
+        )
+        return await self.discord.push_interaction(payload)
+
+    async def job_for(self, interaction: Any, within: float = 10.0) -> Job:
+        """The job a command created, found by the card the interaction turned into."""
+        async with asyncio.timeout(within):
+            while True:
+                record = self.discord.interaction(interaction)
+                if record.original_id is not None:
+                    for job in await self.store.jobs_of_user(record.user_id, limit=100):
+                        if job.message_id == record.original_id:
+                            return job  # type: ignore[no-any-return]
+                await asyncio.sleep(0.02)
+
+    async def finished(self, job_id: int, within: float = 15.0) -> Job:
+        async with asyncio.timeout(within):
+            while True:
+                job = await self.store.get_job(job_id)
+                if job.state.finished and job.delivered:
+                    return job  # type: ignore[no-any-return]
+                await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[World]:
+    marker = request.node.get_closest_marker("world")
+    options: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    run = options.get("run_seconds", 0.5)
+    async with (
+        FakeDiscord() as discord_fake,
+        FakeHiDream(api_key=KEYS["hidream"], run_seconds=run, queue_seconds=0.05) as hd,
+        FakePixVerse(api_key=KEYS["pixverse"], run_seconds=run, queue_seconds=0.05) as pv,
+        FakeVidu(api_key=KEYS["vidu"], run_seconds=run, queue_seconds=0.05) as vd,
+        aiohttp.ClientSession() as session,
+    ):
+        yield World(
+            discord_fake,
+            {"hidream": hd, "pixverse": pv, "vidu": vd},
+            tmp_path,
+            session,
+            disabled=tuple(options.get("disabled", ())),
+        )
+
+
+def status_of(message: FakeMessage) -> str:
+    return str(message.embeds[0]["fields"][0]["value"])
+
+
+def announcements(world: World, job: Job) -> list[FakeMessage]:
+    return [
+        message
+        for message in world.discord.messages(job.channel_id)
+        if f"job {job.id}" in message.content and message.content.startswith(f"<@{job.user_id}>")
+    ]
+
+
+async def test_commands_follow_the_contract_and_the_capability_tables(world: World) -> None:
+    async with world.running():
+        guild = world.discord.guild
+        names = sorted(command["name"] for command in world.discord.commands(guild))
+        assert names == ["animate", "jobs", "stylize"]
+        animate = world.discord.command("animate", guild)
+        subcommands = {option["name"]: option for option in animate["options"]}
+        assert sorted(subcommands) == ["hidream", "pixverse", "vidu"]
+        pixverse = {option["name"]: option for option in subcommands["pixverse"]["options"]}
+        assert list(pixverse) == [
+            "image",
+            "prompt",
+            "model",
+            "duration",
+            "quality",
+            "motion_mode",
+            "camera_movement",
+            "style",
+            "seed",
+            "negative_prompt",
+            "audio",
+            "multi_clip",
+            "thinking",
+            "sound_effect",
+            "lip_sync_text",
+            "lip_sync_voice",
+        ]
+        assert [choice["value"] for choice in pixverse["model"]["choices"]] == [
+            "v3.5",
+            "v4",
+            "v4.5",
+            "v5",
+            "v5.5",
+            "v5.6",
+            "v6",
+            "c1",
+        ]
+        assert (pixverse["duration"]["min_value"], pixverse["duration"]["max_value"]) == (1, 15)
+        assert pixverse["prompt"]["max_length"] == 2048
+        assert all(option["description"] for option in pixverse.values())
+        hidream = {option["name"]: option for option in subcommands["hidream"]["options"]}
+        assert list(hidream) == [
+            "image",
+            "prompt",
+            "negative_prompt",
+            "resolution",
+            "camera_horizontal",
+            "camera_vertical",
+            "camera_depth",
+            "motion_strength",
+        ]
+        assert (hidream["camera_depth"]["min_value"], hidream["camera_depth"]["max_value"]) == (-5, 5)
+        vidu = [option["name"] for option in subcommands["vidu"]["options"]]
+        assert vidu == [
+            "image",
+            "prompt",
+            "model",
+            "duration",
+            "resolution",
+            "movement_amplitude",
+            "seed",
+            "audio",
+            "voice_id",
+            "off_peak",
+            "recommend_prompt",
+        ]
+        stylize = [option["name"] for option in world.discord.command("stylize", guild)["options"]]
+        assert stylize == ["video", "style", "prompt"]
+        jobs = [option["name"] for option in world.discord.command("jobs", guild)["options"]]
+        assert jobs == ["list", "show", "cancel"]
+
+
+@pytest.mark.world(disabled=("pixverse", "hidream"))
+async def test_a_provider_without_credentials_registers_nothing(world: World) -> None:
+    async with world.running():
+        guild = world.discord.guild
+        assert sorted(command["name"] for command in world.discord.commands(guild)) == ["animate", "jobs"]
+        animate = world.discord.command("animate", guild)
+        assert [option["name"] for option in animate["options"]] == ["vidu"]
+
+
+@pytest.mark.parametrize("provider", ["hidream", "pixverse", "vidu"])
+async def test_animate_from_command_to_delivered_video(world: World, provider: str) -> None:
+    async with world.running():
+        interaction = await world.animate(provider)
+        job = await world.job_for(interaction)
+        done = await world.finished(job.id)
+
+        assert done.state is JobState.SUCCEEDED
+        record = world.discord.interaction(interaction)
+        assert record.callbacks[0].type == 5  # deferred, public
+        card = world.discord.original(interaction)
+        assert card is not None
+        assert not card.ephemeral
+        assert "Done" in status_of(card)
+        assert card.embeds[0]["thumbnail"]["url"].startswith("attachment://input")
+        assert [attachment.filename for attachment in card.attachments] == ["input.png"]
+        assert "job:reroll:" in " ".join(card.custom_ids())
+        [announcement] = announcements(world, done)
+        assert announcement.content == f"<@{done.user_id}> your video from job {done.id} is ready."
+        [video] = announcement.attachments
+        assert video.filename == f"job-{done.id}.mp4"
+        assert video.data[4:8] == b"ftyp"
+        assert len(world.providers[provider].tasks) == 1
+
+
+async def test_stylize_from_command_to_delivered_video(world: World) -> None:
+    async with world.running():
+        attachment = world.discord.add_attachment("clip.mp4", build_mp4(duration=2.0), "video/mp4")
+        payload = world.discord.slash("stylize", options={"style": "ink_wash"}, attachments={"video": attachment})
+        interaction = await world.discord.push_interaction(payload)
+        job = await world.job_for(interaction)
+        done = await world.finished(job.id)
+    assert (done.state, done.operation, done.params) == (JobState.SUCCEEDED, "stylize", {"style": "ink_wash"})
+    assert world.providers["hidream"].route_count("submit_video_edit") == 1
+
+
+@pytest.mark.parametrize(
+    ("provider", "options", "expected"),
+    [
+        ("pixverse", {"model": "v5", "duration": 10}, "PixVerse v5 makes videos of 5 or 8 seconds; change `duration`."),
+        ("vidu", {"model": "viduq2", "movement_amplitude": "large"}, "Vidu viduq2 ignores `movement_amplitude`"),
+        ("vidu", {"audio": True, "off_peak": True}, "Vidu cannot make audio in off-peak mode"),
+    ],
+)
+async def test_invalid_options_get_one_ephemeral_answer_and_nothing_is_created(
+    world: World, provider: str, options: dict[str, Any], expected: str
+) -> None:
+    async with world.running():
+        interaction = await world.animate(provider, **options)
+        await world.discord.wait_until(lambda: world.discord.interaction(interaction).acknowledged)
+        [callback] = world.discord.callbacks(interaction)
+        assert callback.type == 4
+        assert callback.data["flags"] & 64
+        assert expected in callback.data["content"]
+        assert await world.store.jobs_of_user(world.discord.user.id) == []
+    assert not world.providers[provider].requests
+
+
+async def test_an_attachment_that_is_not_an_image_is_refused_at_once(world: World) -> None:
+    async with world.running():
+        attachment = world.discord.add_attachment("notes.txt", b"hello", "text/plain")
+        payload = world.discord.slash(
+            "animate", subcommand="vidu", options={"prompt": "x"}, attachments={"image": attachment}
+        )
+        interaction = await world.discord.push_interaction(payload)
+        await world.discord.wait_until(lambda: world.discord.interaction(interaction).acknowledged)
+        [callback] = world.discord.callbacks(interaction)
+        assert callback.type == 4
+        assert callback.data["flags"] & 64
+        assert callback.data["content"] == "`notes.txt` is not an image; attach a PNG, JPEG or WebP picture."
+        assert not world.discord.cdn_requests
+
+
+async def test_an_image_the_provider_cannot_take_is_explained_privately(world: World) -> None:
+    async with world.running():
+        interaction = await world.animate("vidu", image=image_bytes(1000, 200))
+        await world.discord.wait_until(lambda: bool(world.discord.followups(interaction)), timeout=10)
+        [followup] = world.discord.followups(interaction)
+        assert followup.ephemeral
+        assert "5:1" in followup.content
+        assert "crop" in followup.content
+        original = world.discord.original(interaction)
+        assert original is None or original.deleted
+        assert await world.store.jobs_of_user(world.discord.user.id) == []
+    assert not world.providers["vidu"].tasks
+
+
+@pytest.mark.world(run_seconds=4.0)
+async def test_progress_edits_are_spaced_and_only_on_change(world: World) -> None:
+    async with world.running():
+        interaction = await world.animate("hidream")
+        job = await world.job_for(interaction)
+        await world.finished(job.id)
+        card = world.discord.original(interaction)
+        assert card is not None
+        # Each snapshot is the card as it was, stamped with when it got that way; the first is the deferral.
+        edits = [snapshot["at"] for snapshot in card.history[1:]]
+        edits.append(card.edited_at)
+        gaps = [later - earlier for earlier, later in zip(edits, edits[1:], strict=False)]
+        progress_lines = [
+            str(snapshot["embeds"][0]["fields"][0]["value"]) for snapshot in card.history if snapshot.get("embeds")
+        ]
+    assert any("▰" in line for line in progress_lines)
+    assert len(edits) >= 3
+    # Every progress edit keeps PROGRESS_EDIT_SECONDS apart; only the final card may follow sooner.
+    assert all(gap >= 0.95 for gap in gaps[:-1])
+    assert len(progress_lines) == len(set(progress_lines))
