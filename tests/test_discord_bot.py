@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -311,7 +312,7 @@ async def test_progress_edits_are_spaced_and_only_on_change(world: World) -> Non
         # Each snapshot is the card as it was, stamped with when it got that way; the first is the deferral.
         edits = [snapshot["at"] for snapshot in card.history[1:]]
         edits.append(card.edited_at)
-        gaps = [later - earlier for earlier, later in zip(edits, edits[1:], strict=False)]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(edits)]
         progress_lines = [
             str(snapshot["embeds"][0]["fields"][0]["value"]) for snapshot in card.history if snapshot.get("embeds")
         ]
