@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -129,7 +130,7 @@ def announcements(world: World, job: Job) -> list[FakeMessage]:
     return [
         message
         for message in world.discord.messages(job.channel_id)
-        if f"job {job.id}" in message.content and message.content.startswith(f"<@{job.user_id}>")
+        if re.search(rf"\bjob {job.id}\b", message.content) and message.content.startswith(f"<@{job.user_id}>")
     ]
 
 
@@ -321,3 +322,89 @@ async def test_progress_edits_are_spaced_and_only_on_change(world: World) -> Non
     # Every progress edit keeps PROGRESS_EDIT_SECONDS apart; only the final card may follow sooner.
     assert all(gap >= 0.95 for gap in gaps[:-1])
     assert len(progress_lines) == len(set(progress_lines))
+
+
+@pytest.mark.world(run_seconds=2.0)
+async def test_the_card_keeps_updating_after_the_interaction_token_expires(world: World) -> None:
+    async with world.running():
+        interaction = await world.animate("vidu")
+        job = await world.job_for(interaction)
+        world.discord.advance(15 * 60 + 1)
+        done = await world.finished(job.id)
+        card = world.discord.original(interaction)
+        assert card is not None
+        assert "Done" in status_of(card)
+        edits = world.discord.requests_to("PATCH", rf"/channels/{job.channel_id}/messages/{card.id}")
+        assert edits
+        assert all(request.bot_auth for request in edits)
+        [announcement] = announcements(world, done)
+        posted = world.discord.requests_to("POST", rf"/channels/{job.channel_id}/messages")
+        assert len(posted) == 1
+        assert posted[0].bot_auth
+        assert announcement.nonce is not None
+        late = [
+            request
+            for request in world.discord.requests_to(None, r"/webhooks/.*")
+            if request.at > world.discord.interaction(interaction).pushed_at + 15 * 60
+        ]
+        assert late == []
+        assert world.discord.rate_limited == []
+
+
+@pytest.mark.world(run_seconds=1.5)
+async def test_a_restart_in_the_middle_of_a_job_delivers_exactly_once(world: World) -> None:
+    async with world.running():
+        interaction = await world.animate("pixverse")
+        job = await world.job_for(interaction)
+        async with asyncio.timeout(10):
+            while (await world.store.get_job(job.id)).state is not JobState.RUNNING:
+                await asyncio.sleep(0.02)
+    async with world.running():
+        done = await world.finished(job.id)
+        await asyncio.sleep(0.3)
+        assert len(announcements(world, done)) == 1
+        card = world.discord.original(interaction)
+        assert card is not None
+        assert "Done" in status_of(card)
+    assert len(world.providers["pixverse"].tasks) == 1
+
+
+@pytest.mark.world(run_seconds=1.0)
+async def test_fifty_jobs_finishing_together_in_one_channel_are_delivered_fast_without_a_429(world: World) -> None:
+    async with world.running():
+        interactions = [await world.animate("pixverse") for _ in range(50)]
+        jobs = [await world.job_for(interaction, within=30) for interaction in interactions]
+        done = [await world.finished(job.id, within=60) for job in jobs]
+        assert {job.state for job in done} == {JobState.SUCCEEDED}
+        delays = [(job.delivered_at - job.finished_at).total_seconds() for job in done]  # type: ignore[operator]
+        assert max(delays) <= 5.0
+        assert world.discord.rate_limited == []
+        assert sum(len(announcements(world, job)) for job in done) == 50
+
+
+@pytest.mark.world(run_seconds=3.0)
+async def test_a_deleted_card_does_not_stop_the_job(world: World) -> None:
+    async with world.running():
+        interaction = await world.animate("hidream")
+        job = await world.job_for(interaction)
+        card = world.discord.original(interaction)
+        assert card is not None
+        await world.discord.wait_until(lambda: card.edits >= 1)
+        card.deleted = True
+        done = await world.finished(job.id)
+        [announcement] = announcements(world, done)
+        assert announcement.embeds
+        assert announcement.attachments[0].filename == f"job-{done.id}.mp4"
+
+
+@pytest.mark.world(run_seconds=1.0)
+async def test_a_forbidden_channel_falls_back_to_a_dm(world: World) -> None:
+    async with world.running():
+        interaction = await world.animate("pixverse")
+        job = await world.job_for(interaction)
+        world.discord.advance(15 * 60 + 1)
+        world.discord.forbid(job.channel_id)
+        done = await world.finished(job.id)
+        dm = world.discord.dm_channel(done.user_id)
+        [message] = world.discord.messages(dm)
+        assert message.content.startswith(f"<@{done.user_id}> your video")
