@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,10 +93,14 @@ class World:
                 await asyncio.sleep(0.02)
 
     async def finished(self, job_id: int, within: float = 15.0) -> Job:
+        """The job once it ended and its end was announced."""
+        return await self.reaches(job_id, lambda job: job.state.finished and job.delivered, within)
+
+    async def reaches(self, job_id: int, done: Callable[[Job], bool], within: float = 15.0) -> Job:
         async with asyncio.timeout(within):
             while True:
                 job = await self.store.get_job(job_id)
-                if job.state.finished and job.delivered:
+                if done(job):
                     return job  # type: ignore[no-any-return]
                 await asyncio.sleep(0.02)
 
@@ -356,9 +360,7 @@ async def test_a_restart_in_the_middle_of_a_job_delivers_exactly_once(world: Wor
     async with world.running():
         interaction = await world.animate("pixverse")
         job = await world.job_for(interaction)
-        async with asyncio.timeout(10):
-            while (await world.store.get_job(job.id)).state is not JobState.RUNNING:
-                await asyncio.sleep(0.02)
+        await world.reaches(job.id, lambda job: job.state is JobState.RUNNING)
     async with world.running():
         done = await world.finished(job.id)
         await asyncio.sleep(0.3)
