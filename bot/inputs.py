@@ -69,7 +69,7 @@ class InputStore:
 
     def prune(self, older_than_seconds: float) -> int:
         """Delete inputs older than the retention period; returns how many were deleted."""
-        if not self.folder.exists():
+        if not self.folder.is_dir():
             return 0
         cutoff = time.time() - older_than_seconds
         removed = 0

@@ -21,7 +21,7 @@ from bot.config import Settings
 from bot.store import Job, JobState
 from tests.conftest import image_bytes
 from tests.fake_discord import FakeDiscord, FakeMessage, connect_client
-from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, build_mp4
+from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome, build_mp4
 
 KEYS = {"hidream": "hd-bot-key", "pixverse": "pv-bot-key", "vidu": "vd-bot-key"}
 REQUIRED = {"hidream": {}, "pixverse": {"prompt": "a wave"}, "vidu": {"prompt": "a wave"}}
@@ -410,3 +410,122 @@ async def test_a_forbidden_channel_falls_back_to_a_dm(world: World) -> None:
         dm = world.discord.dm_channel(done.user_id)
         [message] = world.discord.messages(dm)
         assert message.content.startswith(f"<@{done.user_id}> your video")
+
+
+async def click(world: World, custom_id: str, *, user: Any = None) -> Any:
+    return await world.discord.push_interaction(world.discord.click(custom_id, user=user))
+
+
+def answer(world: World, interaction: Any) -> str:
+    """What an ephemeral reply said, whether sent at once or as a followup."""
+    callbacks = world.discord.callbacks(interaction)
+    if callbacks and callbacks[0].type == 4:
+        return str(callbacks[0].data.get("content", ""))
+    return " ".join(message.content for message in world.discord.followups(interaction))
+
+
+@pytest.mark.world(run_seconds=30)
+async def test_cancel_button_for_the_owner_and_not_for_others(world: World) -> None:
+    async with world.running():
+        job = await world.job_for(await world.animate("hidream"))
+        await world.reaches(job.id, lambda job: job.state is JobState.RUNNING)
+
+        stranger = world.discord.add_user("mallory")
+        world.discord.add_member(world.discord.guild, stranger)
+        refused = await click(world, f"job:cancel:{job.id}", user=stranger)
+        await world.discord.wait_until(lambda: world.discord.interaction(refused).acknowledged)
+        assert "Only the person who started job" in answer(world, refused)
+        assert (await world.store.get_job(job.id)).state is JobState.RUNNING
+
+        accepted = await click(world, f"job:cancel:{job.id}")
+        done = await world.finished(job.id)
+        assert done.state is JobState.CANCELLED
+        assert "HiDream cannot stop a job once started" in answer(world, accepted)
+        card = world.discord.message(done.message_id or 0)
+        assert card is not None
+        assert "Cancelled" in status_of(card)
+        assert f"job:retry:{done.id}" in card.custom_ids()
+
+
+async def test_retry_a_failed_job_with_the_same_settings(world: World) -> None:
+    world.providers["vidu"].outcomes.append(Outcome("failed"))
+    async with world.running():
+        failed = await world.finished((await world.job_for(await world.animate("vidu", seed=7))).id)
+        assert failed.state is JobState.FAILED
+        retry = await click(world, f"job:retry:{failed.id}")
+        again = await world.finished((await world.job_for(retry)).id)
+    assert again.state is JobState.SUCCEEDED
+    assert again.parent_id == failed.id
+    assert again.params == failed.params
+    assert again.id != failed.id
+
+
+async def test_reroll_and_stylize_a_finished_job_also_after_a_restart(world: World) -> None:
+    async with world.running():
+        first = await world.finished((await world.job_for(await world.animate("pixverse", seed=11))).id)
+    async with world.running():
+        reroll = await click(world, f"job:reroll:{first.id}")
+        rerolled = await world.finished((await world.job_for(reroll)).id)
+        assert rerolled.state is JobState.SUCCEEDED
+        assert rerolled.params["seed"] != 11
+        assert {k: v for k, v in rerolled.params.items() if k != "seed"} == {
+            k: v for k, v in first.params.items() if k != "seed"
+        }
+
+        offer = await click(world, f"job:stylize:{first.id}")
+        await world.discord.wait_until(lambda: world.discord.interaction(offer).acknowledged)
+        menu = world.discord.original(offer)
+        assert menu is not None
+        assert menu.ephemeral
+        chosen = await world.discord.push_interaction(world.discord.select(f"style:{first.id}", ["watercolor"], menu))
+        styled = await world.finished((await world.job_for(chosen)).id)
+    assert (styled.state, styled.operation, styled.params) == (JobState.SUCCEEDED, "stylize", {"style": "watercolor"})
+    assert styled.parent_id == first.id
+
+
+async def test_jobs_list_show_and_cancel(world: World) -> None:
+    async with world.running():
+        done = await world.finished((await world.job_for(await world.animate("pixverse"))).id)
+        listing = await world.discord.push_interaction(world.discord.slash("jobs", subcommand="list"))
+        await world.discord.wait_until(lambda: world.discord.interaction(listing).acknowledged)
+        [reply] = world.discord.callbacks(listing)
+        assert reply.data["flags"] & 64
+        assert f"`{done.id}`" in reply.data["embeds"][0]["description"]
+        assert "[video](" in reply.data["embeds"][0]["description"]
+
+        shown = await world.discord.push_interaction(
+            world.discord.slash("jobs", subcommand="show", options={"job_id": done.id})
+        )
+        await world.discord.wait_until(lambda: world.discord.interaction(shown).acknowledged)
+        [card] = world.discord.callbacks(shown)
+        assert card.data["embeds"][0]["footer"]["text"] == f"Job {done.id}"
+        assert "job:reroll" in str(card.data["components"])
+
+        cancel = await world.discord.push_interaction(
+            world.discord.slash("jobs", subcommand="cancel", options={"job_id": done.id})
+        )
+        await world.discord.wait_until(lambda: world.discord.interaction(cancel).acknowledged)
+        assert answer(world, cancel) == f"Job {done.id} already ended (succeeded)."
+
+        missing = await world.discord.push_interaction(
+            world.discord.slash("jobs", subcommand="show", options={"job_id": 999})
+        )
+        await world.discord.wait_until(lambda: world.discord.interaction(missing).acknowledged)
+        assert answer(world, missing) == "There is no job 999 here; `/jobs list` shows yours."
+
+
+async def test_an_unexpected_error_gets_an_apology_with_an_error_id(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A file where the inputs folder should be: saving the prepared image fails in a way nobody planned for.
+    (world.tmp / "data").mkdir()
+    (world.tmp / "data" / "inputs").write_text("in the way")
+    async with world.running():
+        interaction = await world.animate("hidream")
+        await world.discord.wait_until(lambda: bool(world.discord.followups(interaction)), timeout=10)
+        text = answer(world, interaction)
+    match = re.fullmatch(r"Sorry, something went wrong on our side \(error id ([0-9a-f]{8})\)\. .*", text)
+    assert match is not None
+    logged = [record for record in caplog.records if match.group(1) in record.getMessage()]
+    assert logged
+    assert logged[0].exc_info is not None
