@@ -529,3 +529,35 @@ async def test_an_unexpected_error_gets_an_apology_with_an_error_id(
     logged = [record for record in caplog.records if match.group(1) in record.getMessage()]
     assert logged
     assert logged[0].exc_info is not None
+
+
+async def test_an_attachment_too_large_to_prepare_is_refused_before_downloading(world: World) -> None:
+    async with world.running():
+        attachment = world.discord.add_attachment("huge.png", image_bytes(), "image/png")
+        attachment["size"] = 80 * 1024 * 1024
+        payload = world.discord.slash(
+            "animate", subcommand="pixverse", options={"prompt": "x"}, attachments={"image": attachment}
+        )
+        interaction = await world.discord.push_interaction(payload)
+        await world.discord.wait_until(lambda: world.discord.interaction(interaction).acknowledged)
+        assert answer(world, interaction) == "`huge.png` is 80 MB; attach an image under 50 MB."
+        assert not world.discord.cdn_requests
+
+
+async def test_a_video_over_the_upload_limit_is_linked_with_a_note(world: World) -> None:
+    async with world.running():
+        attachment = world.discord.add_attachment("cat.png", image_bytes(), "image/png")
+        payload = world.discord.slash(
+            "animate",
+            subcommand="vidu",
+            options={"prompt": "x"},
+            attachments={"image": attachment},
+            attachment_size_limit=1024,
+        )
+        job = await world.job_for(await world.discord.push_interaction(payload))
+        done = await world.finished(job.id)
+        [announcement] = announcements(world, done)
+    assert not announcement.attachments
+    assert done.video_url is not None
+    assert done.video_url in announcement.content
+    assert "provider links expire" in announcement.content
