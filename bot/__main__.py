@@ -11,6 +11,8 @@ import sys
 import aiohttp
 import discord
 
+from bot.app import heartbeat_is_fresh
+from bot.check import render, run_checks
 from bot.compose import assemble
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import setup_logging
@@ -30,12 +32,26 @@ async def run(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Run the image-to-video Discord bot.")
-    parser.parse_args(argv)
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="run",
+        choices=("run", "check", "health"),
+        help="run the bot (default); check the configuration and every credential; "
+        "health: exit 0 while the running bot is connected and scheduling",
+    )
+    command = parser.parse_args(argv).command
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(f"The bot cannot start:\n{exc}", file=sys.stderr)
+        print(f"The configuration is not usable:\n{exc}", file=sys.stderr)
         return 2
+    if command == "health":
+        return 0 if heartbeat_is_fresh(settings.heartbeat_path) else 1
+    if command == "check":
+        rows = asyncio.run(run_checks(settings))
+        print(render(rows))
+        return 0 if all(row.ok for row in rows) else 1
     setup_logging(settings.log_level)
     try:
         asyncio.run(run(settings))

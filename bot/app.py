@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from pathlib import Path
 
 import discord
 from discord.ext import commands
@@ -19,6 +22,9 @@ from providers import VideoProvider
 
 log = logging.getLogger(__name__)
 
+#: How often the running bot proves it is alive, and how old that proof may get.
+HEARTBEAT_SECONDS = 30.0
+HEARTBEAT_STALE_SECONDS = 120.0
 #: Loaded in order; each module has ``async def setup(bot)``.
 COGS = ("cogs.animate", "cogs.jobs")
 
@@ -50,6 +56,7 @@ class AnimateBot(commands.Bot):
         self.store = store
         self.tracker = tracker
         self.jobs = jobs
+        self._heartbeat: asyncio.Task[None] | None = None
         self.presenter = Presenter(
             self,
             store,
@@ -69,6 +76,18 @@ class AnimateBot(commands.Bot):
         self.tracker.subscribe(self.presenter.on_job)
         self.presenter.start()
         await self.tracker.start()
+        self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
+
+    async def _beat(self) -> None:
+        # The container's HEALTHCHECK reads this file: fresh only while Discord is connected and the
+        # tracker's scheduler is alive.
+        path = self.settings.heartbeat_path
+        await self.wait_until_ready()
+        while True:
+            if self.is_ready() and not self.is_closed() and self.tracker.running:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(str(time.time()))
+            await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def sync_commands(self) -> None:
         """To the configured servers at once, else globally (which Discord spreads within an hour)."""
@@ -83,9 +102,19 @@ class AnimateBot(commands.Bot):
             log.info("Synced %d commands globally", len(synced))
 
     async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         await self.tracker.stop()
         await self.presenter.stop()
         await super().close()
 
     async def on_ready(self) -> None:
         log.info("Connected to Discord as %s in %d servers", self.user, len(self.guilds))
+
+
+def heartbeat_is_fresh(path: Path, *, max_age: float = HEARTBEAT_STALE_SECONDS) -> bool:
+    """Whether the running bot touched its heartbeat recently."""
+    try:
+        return time.time() - float(path.read_text()) < max_age
+    except (OSError, ValueError):
+        return False

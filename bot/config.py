@@ -139,6 +139,11 @@ class Settings(BaseSettings):
         return Path(self.database_url.removeprefix(SQLITE_PREFIX))
 
     @property
+    def heartbeat_path(self) -> Path:
+        """The file the running bot touches while it is connected and scheduling."""
+        return self.database_path.parent / "heartbeat"
+
+    @property
     def inputs_folder(self) -> Path:
         """Where prepared inputs are kept: beside the database."""
         return self.database_path.parent / "inputs"

@@ -236,6 +236,11 @@ class Tracker:
             return await self._cancel_running(job)
         raise JobNotCancellable(f"Job {job_id} already ended ({job.state.value.replace('_', ' ')}).")
 
+    @property
+    def running(self) -> bool:
+        """Whether the scheduler loop is alive."""
+        return self._loop_task is not None and not self._loop_task.done()
+
     def queue_position(self, job_id: int) -> int | None:
         return self._positions.get(job_id)
 

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.app import AnimateBot
+from bot.app import AnimateBot, heartbeat_is_fresh
 from bot.compose import assemble
 from bot.config import Settings
 from bot.store import Job, JobState
@@ -139,7 +139,8 @@ def announcements(world: World, job: Job) -> list[FakeMessage]:
 
 
 async def test_commands_follow_the_contract_and_the_capability_tables(world: World) -> None:
-    async with world.running():
+    async with world.running() as bot:
+        await world.discord.wait_until(lambda: heartbeat_is_fresh(bot.settings.heartbeat_path))
         guild = world.discord.guild
         names = sorted(command["name"] for command in world.discord.commands(guild))
         assert names == ["animate", "jobs", "stylize"]
