@@ -14,7 +14,6 @@ import contextlib
 import io
 import json
 import logging
-import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ import discord
 from discord.http import handle_message_parameters
 
 from bot import cards
+from bot.background import TaskSet
 from bot.downloads import download
 from bot.inputs import InputMissing, InputStore
 from bot.store import Job, JobState, Store
@@ -109,7 +109,7 @@ class Presenter:
         self._dirty: dict[int, Job] = {}
         self._medians: dict[tuple[str, str | None], tuple[float, float | None]] = {}
         self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = TaskSet(on_done=lambda: self._wake.set())
         self._runner: asyncio.Task[None] | None = None
 
     # Lifecycle.
@@ -121,11 +121,7 @@ class Presenter:
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=5)
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.drain(5.0)
 
     async def on_job(self, job: Job) -> None:
         """The tracker's subscriber: remember the newest state; the worker decides when to show it."""
@@ -183,7 +179,7 @@ class Presenter:
                 del self._dirty[job_id]
                 if not job.delivered:
                     card.finishing = True
-                    self._spawn(self._finish(job, card), f"announce job {job_id}")
+                    self._background.spawn(self._finish(job, card), f"announce job {job_id}")
                 continue
             if job.message_id is None or card.gone:
                 del self._dirty[job_id]
@@ -195,20 +191,7 @@ class Presenter:
                 continue
             del self._dirty[job_id]
             card.busy = True
-            self._spawn(self._refresh(job, card), f"edit card of job {job_id}")
-
-    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-
-        def done(finished: asyncio.Task[Any]) -> None:
-            self._tasks.discard(finished)
-            if not finished.cancelled() and finished.exception() is not None:
-                log.error("Error %s in %s", secrets.token_hex(4), name, exc_info=finished.exception())
-            self._wake.set()
-
-        task.add_done_callback(done)
+            self._background.spawn(self._refresh(job, card), f"edit card of job {job_id}")
 
     async def _refresh(self, job: Job, card: _Card) -> None:
         try:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.background import TaskSet
 from bot.inputs import InputMissing, InputStore
 from bot.store import InvalidTransition, Job, JobState, NewJob, Store
 from providers import (
@@ -157,7 +158,7 @@ class Tracker:
         self._cooldown: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._outbox: asyncio.Queue[Job] = asyncio.Queue()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = TaskSet(on_done=lambda: self._wake.set())
         self._loop_task: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._stopping = False
@@ -179,7 +180,7 @@ class Tracker:
                 self._enqueue(job)
             elif job.state is JobState.SUBMITTING:
                 self._submitting.setdefault(job.provider, set()).add(job.id)
-                self._spawn(self._recover(job.id), f"recover job {job.id}")
+                self._background.spawn(self._recover(job.id), f"recover job {job.id}")
             else:
                 self._track(job, next_poll=now)
         for job in await self.store.undelivered_jobs():
@@ -193,11 +194,7 @@ class Tracker:
         self._wake.set()
         if self._loop_task is not None:
             await self._loop_task
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self._background.drain(grace)
         if self._publisher is not None:
             self._publisher.cancel()
             await asyncio.gather(self._publisher, return_exceptions=True)
@@ -271,20 +268,6 @@ class Tracker:
                 due.append(times[0] + 60)
         return min(1.0, max(0.0, min(due) - now))
 
-    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-
-        def done(finished: asyncio.Task[Any]) -> None:
-            self._tasks.discard(finished)
-            if not finished.cancelled() and finished.exception() is not None:
-                error_id = secrets.token_hex(4)
-                log.error("Error %s in %s", error_id, name, exc_info=finished.exception())
-            self._wake.set()
-
-        task.add_done_callback(done)
-
     # Submitting.
 
     def _enqueue(self, job: Job) -> None:
@@ -327,7 +310,7 @@ class Tracker:
                 self._positions.pop(job_id, None)
                 self._operations.pop(job_id, None)
                 self._submitting.setdefault(provider_name, set()).add(job_id)
-                self._spawn(self._submit(job_id), f"submit job {job_id}")
+                self._background.spawn(self._submit(job_id), f"submit job {job_id}")
                 room -= 1
                 started = True
             if started:
@@ -352,7 +335,7 @@ class Tracker:
                 self._positions[job_id] = position
                 changed[job_id] = {"queue_position": position}
         if changed:
-            self._spawn(self._save_positions(changed), f"queue positions of {provider}")
+            self._background.spawn(self._save_positions(changed), f"queue positions of {provider}")
 
     async def _save_positions(self, changed: dict[int, dict[str, Any]]) -> None:
         await self.store.update_jobs(changed)
@@ -583,7 +566,7 @@ class Tracker:
                     self._schedule(tracked, now + self.settings.max_poll_interval)
                 continue
             self.stats.poll_rounds[provider_name] += 1
-            self._spawn(self._poll_round(provider, due), f"poll {provider_name}")
+            self._background.spawn(self._poll_round(provider, due), f"poll {provider_name}")
 
     async def _poll_round(self, provider: VideoProvider, due: list[_Running]) -> None:
         if self.first_poll_at is None:
