@@ -27,6 +27,7 @@ COPY cogs ./cogs
 COPY providers ./providers
 USER bot
 VOLUME ["/data"]
+EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["python", "-m", "bot", "health"]
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "bot"]

@@ -11,10 +11,10 @@ import sys
 import aiohttp
 import discord
 
-from bot.app import heartbeat_is_fresh
 from bot.check import render, run_checks
 from bot.compose import assemble
 from bot.config import ConfigError, Settings, load_settings
+from bot.health import probe_url
 from bot.logs import setup_logging
 from bot.store import StoreError
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         default="run",
         choices=("run", "check", "health"),
         help="run the bot (default); check the configuration and every credential; "
-        "health: exit 0 while the running bot is connected and scheduling",
+        "health: ask the running bot's /healthz (exit 0 when healthy)",
     )
     command = parser.parse_args(argv).command
     try:
@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"The configuration is not usable:\n{exc}", file=sys.stderr)
         return 2
     if command == "health":
-        return 0 if heartbeat_is_fresh(settings.heartbeat_path) else 1
+        healthy, said = probe_url(f"http://127.0.0.1:{settings.health_port}/healthz")
+        print(said)
+        return 0 if healthy else 1
     if command == "check":
         rows = asyncio.run(run_checks(settings))
         print(render(rows))

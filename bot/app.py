@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from pathlib import Path
+from typing import Any
 
 import discord
 from discord.ext import commands
 
 from bot.buttons import JobActions, JobButton, StyleMenu
 from bot.config import Settings
+from bot.health import HealthServer
 from bot.jobs import JobService
 from bot.presenter import Presenter
 from bot.store import Store
@@ -22,9 +21,6 @@ from providers import VideoProvider
 
 log = logging.getLogger(__name__)
 
-#: How often the running bot proves it is alive, and how old that proof may get.
-HEARTBEAT_SECONDS = 30.0
-HEARTBEAT_STALE_SECONDS = 120.0
 #: Loaded in order; each module has ``async def setup(bot)``.
 COGS = ("cogs.animate", "cogs.jobs")
 
@@ -56,7 +52,11 @@ class AnimateBot(commands.Bot):
         self.store = store
         self.tracker = tracker
         self.jobs = jobs
-        self._heartbeat: asyncio.Task[None] | None = None
+        self.health = HealthServer(
+            {"gateway": self._gateway_ok, "database": store.check_writable, "tracker": self._tracker_ok},
+            host=settings.health_host,
+            port=settings.health_port,
+        )
         self.presenter = Presenter(
             self,
             store,
@@ -76,18 +76,14 @@ class AnimateBot(commands.Bot):
         self.tracker.subscribe(self.presenter.on_job)
         self.presenter.start()
         await self.tracker.start()
-        self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
+        if self.settings.health_port:
+            await self.health.start()
 
-    async def _beat(self) -> None:
-        # The container's HEALTHCHECK reads this file: fresh only while Discord is connected and the
-        # tracker's scheduler is alive.
-        path = self.settings.heartbeat_path
-        await self.wait_until_ready()
-        while True:
-            if self.is_ready() and not self.is_closed() and self.tracker.running:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(str(time.time()))
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+    async def _gateway_ok(self) -> bool:
+        return self.is_ready() and not self.is_closed() and self.ws is not None and self.ws.open
+
+    async def _tracker_ok(self) -> bool:
+        return self.tracker.running
 
     async def sync_commands(self) -> None:
         """To the configured servers at once, else globally (which Discord spreads within an hour)."""
@@ -102,9 +98,10 @@ class AnimateBot(commands.Bot):
             log.info("Synced %d commands globally", len(synced))
 
     async def close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        # Stop taking commands first, then let the tracker finish its writes; jobs stay resumable.
+        self.tree.interaction_check = _closed  # type: ignore[method-assign]
         await self.tracker.stop()
+        await self.health.stop()
         await self.presenter.stop()
         await super().close()
 
@@ -112,9 +109,5 @@ class AnimateBot(commands.Bot):
         log.info("Connected to Discord as %s in %d servers", self.user, len(self.guilds))
 
 
-def heartbeat_is_fresh(path: Path, *, max_age: float = HEARTBEAT_STALE_SECONDS) -> bool:
-    """Whether the running bot touched its heartbeat recently."""
-    try:
-        return time.time() - float(path.read_text()) < max_age
-    except (OSError, ValueError):
-        return False
+async def _closed(interaction: discord.Interaction[Any]) -> bool:
+    return False

@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     input_retention_hours: float = Field(
         72, gt=0, description="hours a job's prepared input is kept for Retry and Reroll, more than 0"
     )
+    health_port: int = Field(
+        8080, ge=0, le=65535, description="the port of the /healthz endpoint, from 1 to 65535 (0 turns it off)"
+    )
+    health_host: str = Field("0.0.0.0", description="the address /healthz listens on")  # noqa: S104 - in a container
     log_level: str = Field("INFO", description="one of DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
     @field_validator("discord_guild_ids", mode="before")
@@ -137,11 +141,6 @@ class Settings(BaseSettings):
     def database_path(self) -> Path:
         """The SQLite file the DATABASE_URL names."""
         return Path(self.database_url.removeprefix(SQLITE_PREFIX))
-
-    @property
-    def heartbeat_path(self) -> Path:
-        """The file the running bot touches while it is connected and scheduling."""
-        return self.database_path.parent / "heartbeat"
 
     @property
     def inputs_folder(self) -> Path:

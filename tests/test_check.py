@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ from typing import Any
 import pytest
 
 from bot.__main__ import main
-from bot.app import heartbeat_is_fresh
 from bot.check import render, run_checks
 from bot.config import Settings
 from tests.fake_discord import FakeDiscord, patch_discord
@@ -99,14 +97,3 @@ async def test_the_command_prints_the_table_and_fails_when_something_is_wrong(
     assert "FAIL  Vidu" in out
     assert "ok    Discord" in out
     assert "VIDU_API_KEY was refused" in out
-
-
-def test_health_follows_the_heartbeat(tmp_path: Path) -> None:
-    beat = tmp_path / "heartbeat"
-    assert not heartbeat_is_fresh(beat)
-    beat.write_text(str(time.time()))
-    assert heartbeat_is_fresh(beat)
-    beat.write_text(str(time.time() - 600))
-    assert not heartbeat_is_fresh(beat)
-    beat.write_text("garbage")
-    assert not heartbeat_is_fresh(beat)

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import itertools
 import re
+import socket
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,21 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.app import AnimateBot, heartbeat_is_fresh
+from bot.app import AnimateBot
 from bot.compose import assemble
 from bot.config import Settings
+from bot.health import probe_url
 from bot.store import Job, JobState
 from tests.conftest import image_bytes
 from tests.fake_discord import FakeDiscord, FakeMessage, connect_client
 from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome, build_mp4
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
 
 KEYS = {"hidream": "hd-bot-key", "pixverse": "pv-bot-key", "vidu": "vd-bot-key"}
 REQUIRED = {"hidream": {}, "pixverse": {"prompt": "a wave"}, "vidu": {"prompt": "a wave"}}
@@ -35,6 +44,7 @@ class World:
     session: aiohttp.ClientSession
     bot: AnimateBot | None = None
     disabled: tuple[str, ...] = ()
+    health_port: int = field(default_factory=free_port)
 
     def settings(self) -> Settings:
         values: dict[str, Any] = {
@@ -44,6 +54,8 @@ class World:
             "poll_interval_seconds": 0.05,
             "progress_edit_seconds": 1,
             "http_timeout_seconds": 5,
+            "health_port": self.health_port,
+            "health_host": "127.0.0.1",
         }
         for name, fake in self.providers.items():
             values[f"{name}_api_key"] = "" if name in self.disabled else KEYS[name]
@@ -139,10 +151,7 @@ def announcements(world: World, job: Job) -> list[FakeMessage]:
 
 
 async def test_commands_follow_the_contract_and_the_capability_tables(world: World) -> None:
-    async with world.running() as bot:
-        async with asyncio.timeout(5):
-            while not heartbeat_is_fresh(bot.settings.heartbeat_path):  # noqa: ASYNC110 - a file, not an event
-                await asyncio.sleep(0.02)
+    async with world.running():
         guild = world.discord.guild
         names = sorted(command["name"] for command in world.discord.commands(guild))
         assert names == ["animate", "jobs", "stylize"]
@@ -564,3 +573,16 @@ async def test_a_video_over_the_upload_limit_is_linked_with_a_note(world: World)
     assert done.video_url is not None
     assert done.video_url in announcement.content
     assert "provider links expire" in announcement.content
+
+
+async def test_healthz_names_the_failing_part(world: World) -> None:
+    url = f"http://127.0.0.1:{world.health_port}/healthz"
+    async with world.running() as bot:
+        async with world.session.get(url) as response:
+            assert (response.status, await response.json()) == (200, {"status": "ok", "failing": []})
+        assert await asyncio.to_thread(probe_url, url) == (True, '{"status": "ok", "failing": []}')
+        await bot.tracker.stop()
+        async with world.session.get(url) as response:
+            assert (response.status, await response.json()) == (503, {"status": "failing", "failing": ["tracker"]})
+        assert await asyncio.to_thread(probe_url, url) == (False, "failing: tracker")
+    assert (await asyncio.to_thread(probe_url, url))[0] is False

@@ -112,6 +112,15 @@ class Store:
     async def close(self) -> None:
         await self._db.close()
 
+    async def check_writable(self) -> bool:
+        """Whether the ledger can take a write right now (takes and releases the write lock)."""
+        try:
+            async with self._transaction():
+                pass
+        except sqlite3.Error:
+            return False
+        return True
+
     async def schema_version(self) -> int:
         rows = await self._rows("PRAGMA user_version")
         return int(rows[0][0]) if rows else 0
