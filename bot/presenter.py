@@ -249,12 +249,12 @@ class Presenter:
                 )
                 return
             except discord.HTTPException as exc:
-                log.warning("Job %s: announcing through the interaction failed (%s); using the channel", job.id, exc)
+                log.warning("job %s: announcing through the interaction failed (%s); using the channel", job.id, exc)
         try:
             await self.budget.acquire(job.channel_id, old=False)
             await self._send_to_channel(job, content, attachment(), embed, view, mentions)
         except (discord.Forbidden, discord.NotFound) as exc:
-            log.warning("Job %s: cannot post in channel %s (%s); sending a DM", job.id, job.channel_id, exc)
+            log.warning("job %s: cannot post in channel %s (%s); sending a DM", job.id, job.channel_id, exc)
             user = await self.client.fetch_user(job.user_id)
             await user.send(content, file=attachment() or discord.utils.MISSING, embed=embed or discord.utils.MISSING)
 
@@ -324,9 +324,9 @@ class Presenter:
         if isinstance(exc, discord.NotFound | discord.Forbidden):
             # The card was deleted or the bot lost access: the job goes on and is announced anew.
             card.gone = True
-            log.warning("Job %s: its card cannot be edited any more (%s)", job.id, exc)
+            log.warning("job %s: its card cannot be edited any more (%s)", job.id, exc)
             return
-        log.warning("Job %s: editing its card failed (%s); the next change tries again", job.id, exc)
+        log.warning("job %s: editing its card failed (%s); the next change tries again", job.id, exc)
 
     async def _estimate(self, job: Job) -> cards.Estimate:
         median = None

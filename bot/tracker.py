@@ -374,7 +374,7 @@ class Tracker:
                 )
                 return
             try:
-                job = await self.store.transition(
+                job = await self._move(
                     job.id,
                     JobState.SUBMITTING,
                     expect={JobState.QUEUED},
@@ -389,7 +389,7 @@ class Tracker:
             try:
                 submission = await provider.submit(request, idempotency_key=job.key)
             except SubmitOutcomeUnknown as exc:
-                log.warning("Job %s: %s; reconciling", job.id, exc)
+                log.warning("job %s: %s; reconciling", job.id, exc)
                 await self._reconcile(job, provider, request)
                 return
             except ProviderError as exc:
@@ -425,7 +425,7 @@ class Tracker:
 
     async def _requeue(self, job: Job, wait: float, detail: str) -> None:
         not_before = datetime.now(UTC) + timedelta(seconds=wait)
-        job = await self.store.transition(
+        job = await self._move(
             job.id, JobState.QUEUED, expect={JobState.SUBMITTING}, not_before=not_before, detail=detail
         )
         self._queued.setdefault(job.provider, deque()).appendleft(job.id)
@@ -436,7 +436,7 @@ class Tracker:
 
     async def _accept(self, job: Job, submission: Submission) -> None:
         accepted = datetime.now(UTC)
-        job = await self.store.transition(
+        job = await self._move(
             job.id,
             JobState.RUNNING,
             expect={JobState.SUBMITTING},
@@ -492,7 +492,7 @@ class Tracker:
                 if not exc.retryable:
                     await self._finish(job, JobState.FAILED, exc.kind, _refusal_sentence(provider, exc))
                     return
-                log.warning("Job %s: checking its send failed (%s); attempt %d", job.id, exc, attempt)
+                log.warning("job %s: checking its send failed (%s); attempt %d", job.id, exc, attempt)
                 await asyncio.sleep(min(60.0, self.settings.poll_interval * attempt))
                 continue
             if found is None:
@@ -613,7 +613,7 @@ class Tracker:
             if isinstance(outcome, ProviderError):
                 tracked.failures += 1
                 self._schedule(tracked, now + min(300.0, self._interval(tracked, wall) * 2.0**tracked.failures))
-                log.warning("Polling job %s failed (%s)", tracked.job_id, outcome)
+                log.warning("job %s: polling failed (%s)", tracked.job_id, outcome)
                 continue
             tracked.failures = 0
             tracked.polls += 1
@@ -668,7 +668,7 @@ class Tracker:
         if state is JobState.SUCCEEDED:
             fields["progress"] = 1.0
         try:
-            job = await self.store.transition(
+            job = await self._move(
                 job.id,
                 state,
                 expect={JobState.RUNNING},
@@ -735,7 +735,7 @@ class Tracker:
             try:
                 await provider.cancel(tracked.task)
             except ProviderError as exc:
-                log.info("Job %s: cancel after its deadline did not go through (%s)", tracked.job_id, exc)
+                log.info("job %s: cancel after its deadline did not go through (%s)", tracked.job_id, exc)
         job = await self._get(tracked.job_id)
         with contextlib.suppress(InvalidTransition):
             await self._finish(job, JobState.TIMED_OUT, None, reason)
@@ -775,7 +775,7 @@ class Tracker:
     # Helpers.
 
     async def _finish(self, job: Job, state: JobState, kind: ErrorKind | None, reason: str) -> Job:
-        job = await self.store.transition(
+        job = await self._move(
             job.id,
             state,
             error_kind=kind.value if kind else None,
@@ -783,6 +783,14 @@ class Tracker:
             detail=reason,
         )
         self._publish(job)
+        return job
+
+    async def _move(
+        self, job_id: int, state: JobState, *, detail: str = "", expect: set[JobState] | None = None, **fields: Any
+    ) -> Job:
+        """Every state change goes through here: the ledger records it, the log gets one line."""
+        job = await self.store.transition(job_id, state, detail=detail, expect=expect, **fields)
+        log.info("job %d: %s (%s)", job_id, state.value, detail)
         return job
 
     async def _get(self, job_id: int) -> Job:
@@ -802,7 +810,7 @@ class Tracker:
                     await subscriber(job)
                 except Exception:
                     error_id = secrets.token_hex(4)
-                    log.exception("Error %s: a subscriber failed on job %s", error_id, job.id)
+                    log.exception("job %s: a subscriber failed (error %s)", job.id, error_id)
 
 
 def _refusal_sentence(provider: VideoProvider, exc: ProviderError) -> str:
