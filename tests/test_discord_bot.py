@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import re
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -586,3 +587,32 @@ async def test_healthz_names_the_failing_part(world: World) -> None:
             assert (response.status, await response.json()) == (503, {"status": "failing", "failing": ["tracker"]})
         assert await asyncio.to_thread(probe_url, url) == (False, "failing: tracker")
     assert (await asyncio.to_thread(probe_url, url))[0] is False
+
+
+async def test_no_key_or_token_reaches_a_log_or_a_message(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    # Levels as `python -m bot` sets them at LOG_LEVEL=DEBUG: everything of ours, discord.py from INFO up.
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.INFO, logger="discord")
+    world.providers["pixverse"].fail("generate", "echo_key")
+    world.providers["vidu"].fail("creations", "echo_key", times=5)
+    async with world.running():
+        failed = await world.finished((await world.job_for(await world.animate("pixverse"))).id)
+        recovered = await world.finished((await world.job_for(await world.animate("vidu"))).id)
+        check = await world.discord.push_interaction(world.discord.slash("jobs", subcommand="list"))
+        await world.discord.wait_until(lambda: world.discord.interaction(check).acknowledged)
+    assert failed.state is JobState.FAILED
+    assert "[redacted]" in (failed.error_reason or "")
+    assert recovered.state is JobState.SUCCEEDED
+    secrets = [*KEYS.values(), world.discord.token]
+    secrets += [record.token for record in world.discord.interactions.values()]
+    shown = " ".join(
+        f"{message.content} {message.embeds}" for message in world.discord.messages(include_ephemeral=True)
+    )
+    shown += " ".join(
+        str(callback.data) for record in world.discord.interactions.values() for callback in record.callbacks
+    )
+    logged = caplog.text
+    assert "job " in logged
+    for secret in secrets:
+        assert secret not in logged
+        assert secret not in shown
