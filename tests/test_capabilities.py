@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -165,3 +166,13 @@ def test_defaults_are_filled_for_rules_and_requests() -> None:
 )
 def test_vidu_audio_defaults_by_model(values: dict[str, Any], expected: bool) -> None:
     assert audio_on(values) is expected
+
+
+def test_the_readme_documents_every_option() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for caps in (HIDREAM, STYLIZE, PIXVERSE, VIDU):
+        section = readme[readme.index(f"### `{caps.command}`") :]
+        section = section[: section.index("\n### ", 1)]
+        for spec in caps.options:
+            assert f"| `{spec.name}`" in section, (caps.command, spec.name)
+            assert spec.description in section
