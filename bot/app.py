@@ -22,7 +22,7 @@ from providers import VideoProvider
 log = logging.getLogger(__name__)
 
 #: Loaded in order; each module has ``async def setup(bot)``.
-COGS = ("cogs.animate", "cogs.jobs")
+COGS = ("cogs.animate", "cogs.jobs", "cogs.settings")
 
 
 class AnimateBot(commands.Bot):
@@ -52,6 +52,7 @@ class AnimateBot(commands.Bot):
         self.store = store
         self.tracker = tracker
         self.jobs = jobs
+        self.now = now
         self.health = HealthServer(
             {"gateway": self._gateway_ok, "database": store.check_writable, "tracker": self._tracker_ok},
             host=settings.health_host,

@@ -178,3 +178,12 @@ def _duration(seconds: float) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def log_line(job: Job) -> str:
+    """One line for a server's log channel."""
+    _, words = STATE_LINES[job.state]
+    took = f" in {_duration((job.finished_at - job.created_at).total_seconds())}" if job.finished_at else ""
+    credits = f" · {job.credits:g} credits" if job.credits is not None else ""
+    reason = f" · {job.error_reason}" if job.error_reason and job.state is not JobState.SUCCEEDED else ""
+    return f"Job {job.id} · {title(job)} · <@{job.user_id}> · {words.lower()}{took}{credits}{reason}"

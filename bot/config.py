@@ -90,6 +90,15 @@ class Settings(BaseSettings):
     input_retention_hours: float = Field(
         72, gt=0, description="hours a job's prepared input is kept for Retry and Reroll, more than 0"
     )
+    max_active_jobs_per_user: int = Field(
+        3, ge=0, description="jobs one member may have unfinished at once, a whole number (0 for no limit)"
+    )
+    max_jobs_per_user_per_day: int = Field(
+        0, ge=0, description="jobs one member may start per UTC day, a whole number (0 for no limit)"
+    )
+    max_jobs_per_guild_per_day: int = Field(
+        0, ge=0, description="jobs one server may start per UTC day, a whole number (0 for no limit)"
+    )
     health_port: int = Field(
         8080, ge=0, le=65535, description="the port of the /healthz endpoint, from 1 to 65535 (0 turns it off)"
     )

@@ -220,6 +220,7 @@ class Presenter:
                     self._lost_card(job, card, exc)
             await self._announce(job, final if card.gone or job.message_id is None else None)
             await self.mark_delivered(job.id)
+            await self._log_line(job)
             self._cards.pop(job.id, None)
         finally:
             card.finishing = False
@@ -254,6 +255,9 @@ class Presenter:
             await self.budget.acquire(job.channel_id, old=False)
             await self._send_to_channel(job, content, attachment(), embed, view, mentions)
         except (discord.Forbidden, discord.NotFound) as exc:
+            if job.guild_id is not None and not (await self.store.guild_settings(job.guild_id)).allow_dm:
+                log.warning("job %s: cannot post in channel %s (%s) and DMs are off here", job.id, job.channel_id, exc)
+                return
             log.warning("job %s: cannot post in channel %s (%s); sending a DM", job.id, job.channel_id, exc)
             user = await self.client.fetch_user(job.user_id)
             await user.send(content, file=attachment() or discord.utils.MISSING, embed=embed or discord.utils.MISSING)
@@ -283,6 +287,21 @@ class Presenter:
                     if part.get("name") == "payload_json":
                         part["value"] = json.dumps(params.payload)
             await self.client.http.send_message(job.channel_id, params=params)
+
+    async def _log_line(self, job: Job) -> None:
+        """One line in the server's log channel, if it has one; a failure here never affects the job."""
+        if job.guild_id is None:
+            return
+        channel_id = (await self.store.guild_settings(job.guild_id)).log_channel_id
+        if channel_id is None:
+            return
+        try:
+            await self.budget.acquire(channel_id, old=False)
+            await self.client.get_partial_messageable(channel_id).send(
+                cards.log_line(job), allowed_mentions=discord.AllowedMentions.none()
+            )
+        except discord.HTTPException as exc:
+            log.warning("job %s: the log channel %s did not take the line (%s)", job.id, channel_id, exc)
 
     # Where edits go.
 

@@ -113,6 +113,7 @@ class _Running:
 
     job_id: int
     provider: str
+    user_id: int
     task: TaskRef
     accepted_at: datetime
     next_poll: float
@@ -143,7 +144,15 @@ class Tracker:
         self.settings = settings or TrackerSettings()
         self._clock = clock
         self._subscribers: list[Subscriber] = []
-        self._queued: dict[str, deque[int]] = {}
+        #: Per provider, the queued job ids (order of arrival is in ``_arrival``).
+        self._queued: dict[str, dict[int, None]] = {}
+        self._arrival: dict[int, int] = {}
+        self._arrivals = itertools.count()
+        #: Who asked, for queued and submitting jobs: the queue is fair between people.
+        self._job_user: dict[int, int] = {}
+        self._order: dict[str, list[int]] = {}
+        #: Per provider, how many jobs each person with work there has had sent.
+        self._served: dict[str, Counter[int]] = {}
         self._positions: dict[int, int] = {}
         self._operations: dict[int, Operation] = {}
         self._not_before: dict[int, float] = {}
@@ -270,8 +279,11 @@ class Tracker:
 
     # Submitting.
 
-    def _enqueue(self, job: Job) -> None:
-        self._queued.setdefault(job.provider, deque()).append(job.id)
+    def _enqueue(self, job: Job, *, arrival: int | None = None) -> None:
+        self._queued.setdefault(job.provider, {})[job.id] = None
+        self._arrival[job.id] = next(self._arrivals) if arrival is None else arrival
+        self._job_user[job.id] = job.user_id
+        self._order.pop(job.provider, None)
         self._operations[job.id] = Operation(job.operation)
         if job.not_before is not None:
             wait = (job.not_before - datetime.now(UTC)).total_seconds()
@@ -279,9 +291,10 @@ class Tracker:
                 self._not_before[job.id] = self._clock() + wait
 
     def _dequeue(self, job: Job) -> None:
-        queue = self._queued.get(job.provider)
-        if queue is not None and job.id in queue:
-            queue.remove(job.id)
+        self._queued.get(job.provider, {}).pop(job.id, None)
+        self._order.pop(job.provider, None)
+        self._arrival.pop(job.id, None)
+        self._job_user.pop(job.id, None)
         self._not_before.pop(job.id, None)
         self._positions.pop(job.id, None)
         self._operations.pop(job.id, None)
@@ -297,7 +310,7 @@ class Tracker:
             busy = len(self._submitting.get(provider_name, ())) + self._running_count[provider_name]
             room = limits.max_running - busy if limits.max_running is not None else len(queue)
             started = False
-            for job_id in list(queue):
+            for job_id in self._fair_order(provider_name):
                 if room <= 0:
                     break
                 if self._not_before.get(job_id, 0.0) > now:
@@ -305,7 +318,9 @@ class Tracker:
                 operation = self._operations[job_id]
                 if not self._take_submit_slot(provider_name, operation, limits, now):
                     continue
-                queue.remove(job_id)
+                del queue[job_id]
+                self._order.pop(provider_name, None)
+                self._served.setdefault(provider_name, Counter())[self._job_user.get(job_id, 0)] += 1
                 self._not_before.pop(job_id, None)
                 self._positions.pop(job_id, None)
                 self._operations.pop(job_id, None)
@@ -328,9 +343,37 @@ class Tracker:
         times.append(now)
         return True
 
+    def _fair_order(self, provider: str) -> list[int]:
+        """The provider's queue in the order it is served: round-robin between people.
+
+        A job's turn is how many jobs its owner already got sent to this provider in the current run of
+        their jobs, plus how many of their queued jobs are ahead of it; ties go to the earlier arrival.
+        One person's twenty jobs therefore never hold up everyone else.
+        """
+        cached = self._order.get(provider)
+        if cached is not None:
+            return cached
+        queued = sorted(self._queued.get(provider, {}), key=self._arrival.__getitem__)
+        present = {self._job_user.get(job_id, 0) for job_id in queued}
+        present.update(tracked.user_id for tracked in self._running.values() if tracked.provider == provider)
+        present.update(self._job_user.get(job_id, 0) for job_id in self._submitting.get(provider, ()))
+        served = self._served.setdefault(provider, Counter())
+        for user in set(served) - present:
+            # Someone with nothing left here starts afresh next time.
+            del served[user]
+        seen: Counter[int] = Counter()
+        keyed = []
+        for job_id in queued:
+            user = self._job_user.get(job_id, 0)
+            keyed.append((served[user] + seen[user], self._arrival[job_id], job_id))
+            seen[user] += 1
+        order = [job_id for _, _, job_id in sorted(keyed)]
+        self._order[provider] = order
+        return order
+
     def _update_positions(self, provider: str) -> None:
         changed: dict[int, dict[str, Any]] = {}
-        for position, job_id in enumerate(self._queued.get(provider, ()), start=1):
+        for position, job_id in enumerate(self._fair_order(provider), start=1):
             if self._positions.get(job_id) != position:
                 self._positions[job_id] = position
                 changed[job_id] = {"queue_position": position}
@@ -399,6 +442,10 @@ class Tracker:
         finally:
             if provider_name:
                 self._submitting.get(provider_name, set()).discard(job_id)
+                self._order.pop(provider_name, None)
+            if job_id not in self._queued.get(provider_name, {}):
+                self._job_user.pop(job_id, None)
+                self._arrival.pop(job_id, None)
 
     def _request(self, job: Job) -> GenerationRequest:
         return GenerationRequest(Operation(job.operation), job.params, self.inputs.load(job.media))
@@ -428,8 +475,11 @@ class Tracker:
         job = await self._move(
             job.id, JobState.QUEUED, expect={JobState.SUBMITTING}, not_before=not_before, detail=detail
         )
-        self._queued.setdefault(job.provider, deque()).appendleft(job.id)
-        self._operations[job.id] = Operation(job.operation)
+        # Back at the place it first had: a refusal that passes costs no one their turn.
+        served = self._served.get(job.provider)
+        if served and served[job.user_id] > 0:
+            served[job.user_id] -= 1
+        self._enqueue(job, arrival=-1 - job.submit_attempts)
         self._not_before[job.id] = self._clock() + wait
         self._update_positions(job.provider)
         self._publish(job)
@@ -514,6 +564,7 @@ class Tracker:
         tracked = _Running(
             job_id=job.id,
             provider=job.provider,
+            user_id=job.user_id,
             task=TaskRef(job.task_id, Operation(job.operation)),
             accepted_at=job.accepted_at or job.updated_at,
             next_poll=next_poll,
@@ -532,6 +583,7 @@ class Tracker:
         tracked = self._running.pop(job_id, None)
         if tracked is not None:
             self._running_count[tracked.provider] -= 1
+            self._order.pop(tracked.provider, None)
         return tracked
 
     def _schedule(self, tracked: _Running, at: float) -> None:
@@ -716,7 +768,7 @@ class Tracker:
         for queue in self._queued.values():
             if not queue:
                 continue
-            oldest = await self.store.get_job(queue[0])
+            oldest = await self.store.get_job(min(queue, key=self._arrival.__getitem__))
             if oldest is None or wall - oldest.created_at <= timeout:
                 continue
             self._dequeue(oldest)

@@ -12,7 +12,7 @@ from bot.buttons import StyleMenu
 from bot.errors import UserError
 from bot.store import Job, JobState
 from bot.tracker import JobNotCancellable
-from cogs.common import bot_of, can_manage, reply_error, start_card
+from cogs.common import admit_member, bot_of, can_manage, reply_error, start_card
 
 if TYPE_CHECKING:
     from bot.app import AnimateBot
@@ -100,6 +100,7 @@ class CardActions:
             job = await find_job(interaction, job_id)
             self._check_owner(interaction, job, "restyle")
             bot = bot_of(interaction)
+            await admit_member(interaction, "hidream")
             who = await start_card(interaction)
             await bot.presenter.open_card(await bot.jobs.stylize(job, who, style))
         except Exception as exc:
@@ -113,6 +114,7 @@ class CardActions:
         if not reroll and (not job.state.finished or job.state is JobState.SUCCEEDED):
             raise UserError(f"Job {job.id} did not fail; use Reroll for another take.")
         bot = bot_of(interaction)
+        await admit_member(interaction, job.provider)
         who = await start_card(interaction)
         await bot.presenter.open_card(await bot.jobs.again(job, who, new_seed=reroll))
 

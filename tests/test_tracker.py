@@ -368,3 +368,21 @@ async def test_finished_but_unannounced_jobs_are_published_again_after_a_restart
     await asyncio.sleep(0.1)
     republished = {job.id for job in world.recorder.updates}
     assert republished == {second}
+
+
+@pytest.mark.tracker(
+    limits={"vidu": ProviderLimits(max_running=1)}, fakes={"vidu": {"queue_seconds": 0, "run_seconds": 0.6}}
+)
+async def test_the_queue_is_fair_between_people(world: World) -> None:
+    alice = [await world.enqueue("vidu", user_id=1) for _ in range(4)]
+    await wait_for(world.store, alice[0], lambda job: job.state is JobState.RUNNING)
+    bob = await world.enqueue("vidu", user_id=2)
+    carol = await world.enqueue("vidu", user_id=3)
+    await asyncio.sleep(0.1)
+    positions = {job_id: (await world.store.get_job(job_id)).queue_position for job_id in [*alice[1:], bob, carol]}  # type: ignore[union-attr]
+    # Alice already has a job running, so Bob and Carol go first, then Alice's, one turn each.
+    assert [positions[bob], positions[carol]] == [1, 2]
+    assert [positions[job_id] for job_id in alice[1:]] == [3, 4, 5]
+    jobs = [await wait_for(world.store, job_id, within=20) for job_id in [*alice, bob, carol]]
+    started = sorted(jobs, key=lambda job: job.accepted_at or job.created_at)
+    assert [job.user_id for job in started] == [1, 2, 3, 1, 1, 1]

@@ -3,6 +3,7 @@
 from bot.store.models import (
     FINISHED,
     UNFINISHED,
+    GuildSettings,
     InvalidTransition,
     Job,
     JobEvent,
@@ -10,11 +11,12 @@ from bot.store.models import (
     NewJob,
     can_transition,
 )
-from bot.store.store import Store, StoreError
+from bot.store.store import Store, StoreError, Usage
 
 __all__ = [
     "FINISHED",
     "UNFINISHED",
+    "GuildSettings",
     "InvalidTransition",
     "Job",
     "JobEvent",
@@ -22,5 +24,6 @@ __all__ = [
     "NewJob",
     "Store",
     "StoreError",
+    "Usage",
     "can_transition",
 ]

@@ -191,3 +191,31 @@ def _time(value: str) -> datetime:
 
 def _maybe_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class GuildSettings:
+    """A server's own rules; None means the environment's default applies."""
+
+    guild_id: int
+    disabled_providers: frozenset[str] = frozenset()
+    #: Channels the bot answers in; empty means every channel.
+    allowed_channels: frozenset[int] = frozenset()
+    max_active_per_user: int | None = None
+    max_jobs_per_user_per_day: int | None = None
+    max_jobs_per_guild_per_day: int | None = None
+    log_channel_id: int | None = None
+    allow_dm: bool = True
+
+    @classmethod
+    def from_row(cls, row: Any) -> GuildSettings:
+        return cls(
+            guild_id=row["guild_id"],
+            disabled_providers=frozenset(json.loads(row["disabled_providers"])),
+            allowed_channels=frozenset(json.loads(row["allowed_channels"])),
+            max_active_per_user=row["max_active_per_user"],
+            max_jobs_per_user_per_day=row["max_jobs_per_user_per_day"],
+            max_jobs_per_guild_per_day=row["max_jobs_per_guild_per_day"],
+            log_channel_id=row["log_channel_id"],
+            allow_dm=bool(row["allow_dm"]),
+        )

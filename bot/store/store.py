@@ -13,6 +13,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import aiosqlite
 
 from bot.store.models import (
+    GuildSettings,
     InvalidTransition,
     Job,
     JobEvent,
@@ -56,6 +58,15 @@ UPDATABLE = frozenset(
         "token_expires_at",
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """How many jobs count against a member's and a server's limits."""
+
+    active: int
+    user_today: int
+    guild_today: int
 
 
 class StoreError(Exception):
@@ -297,6 +308,62 @@ class Store:
             )
             for row in rows
         ]
+
+    # Server settings and usage.
+
+    async def guild_settings(self, guild_id: int) -> GuildSettings:
+        """A server's settings; defaults for a server that never changed any."""
+        rows = await self._rows("SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
+        return GuildSettings.from_row(rows[0]) if rows else GuildSettings(guild_id)
+
+    async def save_guild_settings(self, settings: GuildSettings, *, by: int | None) -> None:
+        now = self._stamp()
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO guild_settings (guild_id, disabled_providers, allowed_channels, max_active_per_user,"
+                " max_jobs_per_user_per_day, max_jobs_per_guild_per_day, log_channel_id, allow_dm, updated_at,"
+                " updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (guild_id) DO UPDATE SET disabled_providers = excluded.disabled_providers,"
+                " allowed_channels = excluded.allowed_channels, max_active_per_user = excluded.max_active_per_user,"
+                " max_jobs_per_user_per_day = excluded.max_jobs_per_user_per_day,"
+                " max_jobs_per_guild_per_day = excluded.max_jobs_per_guild_per_day,"
+                " log_channel_id = excluded.log_channel_id, allow_dm = excluded.allow_dm,"
+                " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                (
+                    settings.guild_id,
+                    json.dumps(sorted(settings.disabled_providers)),
+                    json.dumps(sorted(settings.allowed_channels)),
+                    settings.max_active_per_user,
+                    settings.max_jobs_per_user_per_day,
+                    settings.max_jobs_per_guild_per_day,
+                    settings.log_channel_id,
+                    int(settings.allow_dm),
+                    now,
+                    by,
+                ),
+            )
+
+    async def usage(self, *, user_id: int, guild_id: int | None, since: datetime) -> Usage:
+        """Jobs that count against limits: running now, and started since ``since``.
+
+        Jobs that failed, were refused by moderation, or were cancelled before the provider started
+        them are given back and do not count.
+        """
+        stamp = since.astimezone(UTC).isoformat(timespec="microseconds")
+        guild = guild_id if guild_id is not None else -1
+        rows = await self._rows(
+            "SELECT"
+            " COALESCE(SUM(user_id = ? AND state IN ('queued', 'submitting', 'running')), 0),"
+            " COALESCE(SUM(user_id = ? AND created_at >= ? AND counted), 0),"
+            " COALESCE(SUM(guild_id = ? AND created_at >= ? AND counted), 0)"
+            " FROM (SELECT user_id, guild_id, state, created_at,"
+            "   state NOT IN ('failed', 'rejected') AND NOT (state IN ('cancelled', 'timed_out')"
+            "   AND started_at IS NULL) AS counted"
+            " FROM jobs WHERE user_id = ? OR guild_id = ?)",
+            (user_id, user_id, stamp, guild, stamp, user_id, guild),
+        )
+        active, mine, server = (int(value) for value in rows[0])
+        return Usage(active=active, user_today=mine, guild_today=server)
 
     async def median_run_seconds(self, provider: str, model: str | None, *, recent: int = 50) -> float | None:
         """The median time from acceptance to success of the recent jobs of a provider and model."""

@@ -1,0 +1,84 @@
+"""Who may start a job, where, and how many: a server's settings over the environment's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.config import Settings
+from bot.errors import UserError
+from bot.store import GuildSettings, Store, Usage
+
+PROVIDER_NAMES = {"hidream": "HiDream", "pixverse": "PixVerse", "vidu": "Vidu"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits in force for one server (0 or None: no limit)."""
+
+    active_per_user: int
+    per_user_per_day: int
+    per_guild_per_day: int
+
+    @classmethod
+    def of(cls, guild: GuildSettings, defaults: Settings) -> Limits:
+        def pick(own: int | None, default: int) -> int:
+            return default if own is None else own
+
+        return cls(
+            active_per_user=pick(guild.max_active_per_user, defaults.max_active_jobs_per_user),
+            per_user_per_day=pick(guild.max_jobs_per_user_per_day, defaults.max_jobs_per_user_per_day),
+            per_guild_per_day=pick(guild.max_jobs_per_guild_per_day, defaults.max_jobs_per_guild_per_day),
+        )
+
+
+def day_start(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_reset(now: datetime) -> datetime:
+    return day_start(now) + timedelta(days=1)
+
+
+async def usage_now(store: Store, *, user_id: int, guild_id: int | None, now: datetime) -> Usage:
+    return await store.usage(user_id=user_id, guild_id=guild_id, since=day_start(now))
+
+
+async def admit(
+    store: Store,
+    defaults: Settings,
+    *,
+    user_id: int,
+    guild_id: int | None,
+    channel_id: int | None,
+    provider: str,
+    now: datetime,
+) -> None:
+    """Raise UserError (one sentence, with the limit and when it resets) when the job may not start."""
+    if guild_id is None:
+        guild = GuildSettings(0)
+    else:
+        guild = await store.guild_settings(guild_id)
+    name = PROVIDER_NAMES.get(provider, provider)
+    if provider in guild.disabled_providers:
+        raise UserError(f"{name} is turned off on this server; pick another provider or ask an admin.")
+    if guild.allowed_channels and channel_id not in guild.allowed_channels:
+        places = ", ".join(f"<#{channel}>" for channel in sorted(guild.allowed_channels))
+        raise UserError(f"The bot works only in {places} on this server; start your job there.")
+    limits = Limits.of(guild, defaults)
+    used = await usage_now(store, user_id=user_id, guild_id=guild_id, now=now)
+    reset = f"<t:{int(next_reset(now).timestamp())}:R>"
+    if limits.active_per_user and used.active >= limits.active_per_user:
+        raise UserError(
+            f"You have {used.active} unfinished jobs, the most this server allows at once "
+            f"({limits.active_per_user}); start another when one ends."
+        )
+    if limits.per_user_per_day and used.user_today >= limits.per_user_per_day:
+        raise UserError(
+            f"You have used all {limits.per_user_per_day} of your jobs for today on this server; "
+            f"the count resets {reset}."
+        )
+    if guild_id is not None and limits.per_guild_per_day and used.guild_today >= limits.per_guild_per_day:
+        raise UserError(
+            f"This server has used all {limits.per_guild_per_day} of its jobs for today; the count resets {reset}."
+        )

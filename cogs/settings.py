@@ -1,0 +1,155 @@
+"""/settings (server admins) and /quota (everyone): who may use the bot, where, and how much."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+
+from bot.errors import UserError
+from bot.limits import PROVIDER_NAMES, Limits, next_reset, usage_now
+from bot.store import GuildSettings
+from cogs.common import bot_of
+
+if TYPE_CHECKING:
+    from bot.app import AnimateBot
+
+PROVIDER_CHOICES = [app_commands.Choice(name=label, value=name) for name, label in PROVIDER_NAMES.items()]
+
+
+def _limit(value: int) -> str:
+    return "no limit" if value == 0 else str(value)
+
+
+async def settings_card(interaction: discord.Interaction[Any], guild: GuildSettings) -> discord.Embed:
+    bot = bot_of(interaction)
+    limits = Limits.of(guild, bot.settings)
+    configured = [name for name in PROVIDER_NAMES if name in bot.providers]
+    providers = ", ".join(
+        f"{PROVIDER_NAMES[name]} {'off' if name in guild.disabled_providers else 'on'}" for name in configured
+    )
+    channels = ", ".join(f"<#{channel}>" for channel in sorted(guild.allowed_channels)) or "every channel"
+    embed = discord.Embed(title="Settings of this server", colour=discord.Colour.blurple())
+    embed.add_field(name="Providers", value=providers or "none configured on the bot", inline=False)
+    embed.add_field(name="Channels", value=channels, inline=False)
+    embed.add_field(name="Unfinished jobs per member", value=_limit(limits.active_per_user))
+    embed.add_field(name="Jobs per member per day", value=_limit(limits.per_user_per_day))
+    embed.add_field(name="Jobs per server per day", value=_limit(limits.per_guild_per_day))
+    embed.add_field(name="Log channel", value=f"<#{guild.log_channel_id}>" if guild.log_channel_id else "none")
+    embed.add_field(name="Results by DM", value="allowed" if guild.allow_dm else "not allowed")
+    return embed
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class ServerSettings(app_commands.Group, name="settings", description="Who may use the bot here, where and how much."):
+    """Stored per server, effective at once."""
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        # Discord hides the command from members without Manage Server; this holds even if an admin
+        # changes the command's permissions.
+        permissions = getattr(interaction, "permissions", None)
+        if not (permissions and permissions.manage_guild):
+            raise UserError("Only members who can manage this server can change the bot's settings.")
+        return True
+
+    async def _change(self, interaction: discord.Interaction[Any], **changes: Any) -> None:
+        bot = bot_of(interaction)
+        assert interaction.guild_id is not None
+        current = await bot.store.guild_settings(interaction.guild_id)
+        updated = dataclasses.replace(current, **changes)
+        await bot.store.save_guild_settings(updated, by=interaction.user.id)
+        await interaction.response.send_message(embed=await settings_card(interaction, updated), ephemeral=True)
+
+    @app_commands.command(name="show", description="Show this server's settings.")
+    async def show(self, interaction: discord.Interaction[Any]) -> None:
+        assert interaction.guild_id is not None
+        guild = await bot_of(interaction).store.guild_settings(interaction.guild_id)
+        await interaction.response.send_message(embed=await settings_card(interaction, guild), ephemeral=True)
+
+    @app_commands.command(name="provider", description="Turn a provider on or off for this server.")
+    @app_commands.describe(provider="The provider.", enabled="Whether members may use it here.")
+    @app_commands.choices(provider=PROVIDER_CHOICES)
+    async def provider(self, interaction: discord.Interaction[Any], provider: str, enabled: bool) -> None:
+        assert interaction.guild_id is not None
+        current = await bot_of(interaction).store.guild_settings(interaction.guild_id)
+        disabled = set(current.disabled_providers)
+        (disabled.discard if enabled else disabled.add)(provider)
+        await self._change(interaction, disabled_providers=frozenset(disabled))
+
+    @app_commands.command(name="channel", description="Allow or stop the bot in a channel (none listed: everywhere).")
+    @app_commands.describe(channel="The channel.", allowed="Whether jobs may be started there.")
+    async def channel(self, interaction: discord.Interaction[Any], channel: discord.TextChannel, allowed: bool) -> None:
+        assert interaction.guild_id is not None
+        current = await bot_of(interaction).store.guild_settings(interaction.guild_id)
+        channels = set(current.allowed_channels)
+        (channels.add if allowed else channels.discard)(channel.id)
+        await self._change(interaction, allowed_channels=frozenset(channels))
+
+    @app_commands.command(name="all_channels", description="Let the bot work in every channel again.")
+    async def all_channels(self, interaction: discord.Interaction[Any]) -> None:
+        await self._change(interaction, allowed_channels=frozenset())
+
+    @app_commands.command(name="limits", description="Job limits for this server (0: no limit).")
+    @app_commands.describe(
+        active="Unfinished jobs one member may have at once.",
+        per_member_daily="Jobs one member may start per UTC day.",
+        server_daily="Jobs the whole server may start per UTC day.",
+    )
+    async def limits(
+        self,
+        interaction: discord.Interaction[Any],
+        active: app_commands.Range[int, 0, 1000] | None = None,
+        per_member_daily: app_commands.Range[int, 0, 100000] | None = None,
+        server_daily: app_commands.Range[int, 0, 1000000] | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        current = await bot_of(interaction).store.guild_settings(interaction.guild_id)
+        await self._change(
+            interaction,
+            max_active_per_user=current.max_active_per_user if active is None else active,
+            max_jobs_per_user_per_day=(
+                current.max_jobs_per_user_per_day if per_member_daily is None else per_member_daily
+            ),
+            max_jobs_per_guild_per_day=current.max_jobs_per_guild_per_day if server_daily is None else server_daily,
+        )
+
+    @app_commands.command(name="log_channel", description="Where one line per finished or failed job goes.")
+    @app_commands.describe(channel="The log channel; leave it out to stop logging.")
+    async def log_channel(
+        self, interaction: discord.Interaction[Any], channel: discord.TextChannel | None = None
+    ) -> None:
+        await self._change(interaction, log_channel_id=channel.id if channel else None)
+
+    @app_commands.command(name="dm", description="Whether results may be sent by DM when the channel cannot take them.")
+    @app_commands.describe(allowed="Allow results by direct message.")
+    async def dm(self, interaction: discord.Interaction[Any], allowed: bool) -> None:
+        await self._change(interaction, allow_dm=allowed)
+
+
+@app_commands.command(name="quota", description="Your jobs today and what is left, and the server's.")
+async def quota(interaction: discord.Interaction[Any]) -> None:
+    bot = bot_of(interaction)
+    now = bot.now()
+    guild = await bot.store.guild_settings(interaction.guild_id) if interaction.guild_id else GuildSettings(0)
+    limits = Limits.of(guild, bot.settings)
+    used = await usage_now(bot.store, user_id=interaction.user.id, guild_id=interaction.guild_id, now=now)
+
+    def line(count: int, limit: int) -> str:
+        return f"{count} used, no limit" if limit == 0 else f"{count} of {limit} used, {max(0, limit - count)} left"
+
+    embed = discord.Embed(title="Your quota today", colour=discord.Colour.blurple())
+    embed.add_field(name="Unfinished now", value=line(used.active, limits.active_per_user), inline=False)
+    embed.add_field(name="Your jobs today", value=line(used.user_today, limits.per_user_per_day), inline=False)
+    if interaction.guild_id is not None:
+        embed.add_field(name="This server today", value=line(used.guild_today, limits.per_guild_per_day), inline=False)
+    embed.set_footer(text="Failed, refused and never-started jobs do not count.")
+    embed.description = f"Daily counts reset <t:{int(next_reset(now).timestamp())}:R>."
+    await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+async def setup(bot: AnimateBot) -> None:
+    bot.tree.add_command(ServerSettings())
+    bot.tree.add_command(quota)
