@@ -1,0 +1,632 @@
+"""Benchmark of the tracker: N in-flight jobs against the loopback fake providers, in one process.
+
+``python -m tests.bench`` (``make bench``) measures N = 1,000 and N = 10,000 and prints one table;
+``--quick`` measures N = 300 with short run times as a smoke check. Each measurement runs in a fresh
+subprocess, so that its peak RSS is its own.
+
+Every subprocess starts the three fakes (request recording off), one aiohttp session, the three
+clients, a ledger in a temporary file, an input folder and a tracker with no running cap and no
+per-minute cap, polling every 5 s (the bot's default). The jobs, split evenly across HiDream,
+PixVerse and Vidu, go through ``tracker.enqueue``, so every submit reaches a fake.
+
+The main run takes every job to its end with realistic run times and measures provider requests per
+job (submits, uploads and polls, as the fakes count them); HiDream batch requests against one request
+per task, both per tracker round and per pass over the HiDream tasks in flight; the delay from a task
+finishing at its fake (the fake task's ``end_at``) to the tracker publishing the job as succeeded;
+peak RSS; and CPU seconds per 1,000 jobs. The fakes share the process, so RSS and CPU include theirs.
+
+The restart run gives the tasks a run time far longer than the run, waits until every job runs at
+its provider, stops the tracker and starts a new one on the same ledger, and measures the time to the
+new tracker's first poll (and until every unfinished job's status has been asked for once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from pydantic import SecretStr
+
+from bot.inputs import InputStore
+from bot.store import Job, JobState, NewJob, Store
+from bot.tracker import ProviderLimits, Tracker, TrackerSettings
+from providers import Operation, VideoProvider
+from providers.hidream import HiDream
+from providers.pixverse import PixVerse
+from providers.vidu import Vidu
+from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome, sample_image
+
+PROVIDERS = ("hidream", "pixverse", "vidu")
+SIZES = (1_000, 10_000)
+QUICK_SIZE = 300
+#: The bot's default POLL_INTERVAL_SECONDS and HTTP_TIMEOUT_SECONDS.
+POLL_INTERVAL = 5.0
+HTTP_TIMEOUT = 30.0
+#: Seconds a task waits at its fake before it runs, and then runs.
+QUEUE_SECONDS = {"hidream": 3.0, "pixverse": 3.0, "vidu": 5.0}
+RUN_SECONDS = {"hidream": 30.0, "pixverse": 30.0, "vidu": 45.0}
+QUICK_QUEUE_SECONDS = {"hidream": 0.5, "pixverse": 0.5, "vidu": 0.5}
+QUICK_RUN_SECONDS = {"hidream": 3.0, "pixverse": 3.0, "vidu": 4.0}
+#: Each task's run time is drawn from ±RUN_SPREAD around its provider's, as real run times vary; equal
+#: run times would put every end at the same point between two polls.
+RUN_SPREAD = 0.2
+#: In the restart run no task may end before the restart.
+RESTART_RUN_SECONDS = 3_600.0
+#: How often the watcher reads the tracker's counters.
+SAMPLE_SECONDS = 0.05
+#: The longest wait for one phase (every job running, every job ended) before the run reports what it has.
+PHASE_TIMEOUT = 300.0
+IMAGE_SIZE = (320, 180)
+PARAMS: dict[str, dict[str, Any]] = {"hidream": {}, "pixverse": {"prompt": "a wave"}, "vidu": {"prompt": "a wave"}}
+KEYS = {name: f"bench-{name}-key-0123456789" for name in PROVIDERS}
+SUBMIT_ROUTES = {
+    "hidream": ("submit_img2video", "submit_video_edit"),
+    "pixverse": ("upload", "generate"),
+    "vidu": ("create",),
+}
+POLL_ROUTES = {"hidream": ("batch_query", "single_query"), "pixverse": ("result",), "vidu": ("creations",)}
+
+#: The issue's targets.
+MAX_BATCH_RATIO = 1.1
+MAX_P95_OVER_INTERVAL = 1.0
+MAX_RSS_MB = 150.0
+MAX_RESTART_SECONDS = 3.0
+TARGET_SIZE = 10_000
+
+RESULT_MARK = "BENCH-RESULT "
+Result = dict[str, Any]
+
+
+# Measuring, inside one subprocess.
+
+
+class CountingHandler(logging.Handler):
+    """Counts the bot's warnings and errors; prints the first few so that a flood stays readable."""
+
+    def __init__(self, shown: int = 5) -> None:
+        super().__init__(logging.WARNING)
+        self.shown = shown
+        self.counts: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.counts[record.levelname] += 1
+        if self.counts.total() <= self.shown:
+            print(f"  [{record.levelname.lower()}] {record.name}: {record.getMessage()}", file=sys.stderr)
+
+
+class Observer:
+    """The tracker's subscriber: which jobs run, which ended, and how late each success was seen."""
+
+    def __init__(self, fakes: Mapping[str, Any], total: int) -> None:
+        self.fakes = fakes
+        self.total = total
+        self.running: set[int] = set()
+        self.in_flight: Counter[str] = Counter()
+        self.peak_in_flight = 0
+        self.ended: dict[int, JobState] = {}
+        self.delays: dict[str, list[float]] = {name: [] for name in PROVIDERS}
+        self.all_running = asyncio.Event()
+        self.all_ended = asyncio.Event()
+
+    async def __call__(self, job: Job) -> None:
+        if job.state is JobState.RUNNING:
+            if job.id not in self.running and job.id not in self.ended:
+                self.running.add(job.id)
+                self.in_flight[job.provider] += 1
+                self.peak_in_flight = max(self.peak_in_flight, len(self.running))
+                if len(self.running) + len(self.ended) >= self.total:
+                    self.all_running.set()
+            return
+        if not job.state.finished or job.id in self.ended:
+            return
+        seen = time.monotonic()
+        self.ended[job.id] = job.state
+        if job.id in self.running:
+            self.running.discard(job.id)
+            self.in_flight[job.provider] -= 1
+        if job.state is JobState.SUCCEEDED and job.task_id is not None:
+            # The PixVerse fake keys its tasks by the integer video id.
+            task_id: Any = int(job.task_id) if job.provider == "pixverse" else job.task_id
+            self.delays[job.provider].append(seen - self.fakes[job.provider].tasks[task_id].end_at)
+        if len(self.ended) >= self.total:
+            self.all_ended.set()
+
+
+@dataclass
+class BatchWatcher:
+    """Reads HiDream's poll counters every SAMPLE_SECONDS and weighs the requests against full batches.
+
+    Per tracker round: the tasks counted between two samples that saw a new round belong to that
+    round; rounds begun within one sample are merged, which can only make the bound stricter.
+    Per pass: with n HiDream tasks in flight, asking for each once takes ceil(n / batch) requests at
+    best, so every task polled is worth ceil(n / batch) / n requests.
+    """
+
+    tracker: Tracker
+    observer: Observer
+    batch: int
+    last: tuple[int, int, int] = (0, 0, 0)
+    last_in_flight: int = 0
+    segment_tasks: int = 0
+    round_bound: int = 0
+    pass_bound: float = 0.0
+
+    def sample(self) -> None:
+        stats = self.tracker.stats
+        now = (stats.poll_rounds["hidream"], stats.poll_requests["hidream"], stats.tasks_polled["hidream"])
+        new_rounds, new_tasks = now[0] - self.last[0], now[2] - self.last[2]
+        if new_rounds > 0:
+            self.close_segment()
+        self.segment_tasks += new_tasks
+        # Tasks polled in this window were in flight at its start or joined during it; tasks that ended
+        # during it no longer count at its end. The larger count is the stricter bound.
+        in_flight = self.observer.in_flight["hidream"]
+        most = max(1, in_flight, self.last_in_flight)
+        self.pass_bound += new_tasks * math.ceil(most / self.batch) / most
+        self.last, self.last_in_flight = now, in_flight
+
+    def close_segment(self) -> None:
+        self.round_bound += math.ceil(self.segment_tasks / self.batch)
+        self.segment_tasks = 0
+
+    async def run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(SAMPLE_SECONDS)
+
+    def result(self) -> Result:
+        self.sample()
+        self.close_segment()
+        rounds, requests, tasks = self.last
+        return {
+            "rounds": rounds,
+            "requests": requests,
+            "tasks": tasks,
+            "round_bound": self.round_bound,
+            "pass_bound": self.pass_bound,
+        }
+
+
+@dataclass
+class World:
+    """The fakes, the clients, the ledger and the inputs of one run."""
+
+    fakes: dict[str, Any]
+    providers: dict[str, VideoProvider]
+    store: Store
+    inputs: InputStore
+    media: dict[str, dict[str, Any]]
+
+    def tracker(self, observer: Observer) -> Tracker:
+        limits = {name: ProviderLimits() for name in PROVIDERS}
+        tracker = Tracker(self.store, self.providers, self.inputs, TrackerSettings(POLL_INTERVAL, limits=limits))
+        tracker.subscribe(observer)
+        return tracker
+
+    async def enqueue(self, tracker: Tracker, total: int) -> None:
+        """Enqueue ``total`` jobs one after another, as commands would, round robin over the providers."""
+        for index in range(total):
+            name = PROVIDERS[index % len(PROVIDERS)]
+            new = NewJob(
+                channel_id=100,
+                user_id=1_000 + index % 50,
+                guild_id=1,
+                provider=name,
+                operation=Operation.IMAGE_TO_VIDEO.value,
+                params=PARAMS[name],
+                media=self.media[name],
+                key=f"bench-{total}-{index}",
+            )
+            await tracker.enqueue(new)
+
+
+@contextlib.asynccontextmanager
+async def world(
+    total: int, queue_seconds: Mapping[str, float], run_seconds: Mapping[str, float]
+) -> AsyncIterator[World]:
+    fakes: dict[str, Any] = {
+        "hidream": FakeHiDream(
+            api_key=KEYS["hidream"],
+            record=False,
+            queue_seconds=queue_seconds["hidream"],
+            run_seconds=run_seconds["hidream"],
+            rate_per_minute=None,
+        ),
+        # Every result query carries a fresh trace id, so the fake's answer cache would only hold memory.
+        "pixverse": FakePixVerse(
+            api_key=KEYS["pixverse"],
+            record=False,
+            queue_seconds=queue_seconds["pixverse"],
+            run_seconds=run_seconds["pixverse"],
+            trace_cache_size=1_000,
+        ),
+        "vidu": FakeVidu(
+            api_key=KEYS["vidu"],
+            record=False,
+            queue_seconds=queue_seconds["vidu"],
+            run_seconds=run_seconds["vidu"],
+            concurrency=total,
+        ),
+    }
+    draw = random.Random(total)
+    for name, count in jobs_per_provider(total).items():
+        spread = [run_seconds[name] * draw.uniform(1 - RUN_SPREAD, 1 + RUN_SPREAD) for _ in range(count)]
+        fakes[name].outcomes.extend(Outcome(run_seconds=seconds) for seconds in spread)
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
+        async with fakes["hidream"], fakes["pixverse"], fakes["vidu"], aiohttp.ClientSession() as session:
+            # As bot/providers.py builds them: default retries, the default timeout.
+            urls = {name: fake.base_url for name, fake in fakes.items()}
+            providers: dict[str, VideoProvider] = {
+                "hidream": HiDream(session, SecretStr(KEYS["hidream"]), base_url=urls["hidream"], timeout=HTTP_TIMEOUT),
+                "pixverse": PixVerse(
+                    session, SecretStr(KEYS["pixverse"]), base_url=urls["pixverse"], timeout=HTTP_TIMEOUT
+                ),
+                "vidu": Vidu(session, SecretStr(KEYS["vidu"]), base_url=urls["vidu"], timeout=HTTP_TIMEOUT),
+            }
+            store = await Store.open(Path(folder) / "bot.db")
+            try:
+                inputs = InputStore(Path(folder) / "inputs")
+                # One small input saved once per provider; every job of that provider points at it.
+                data = sample_image(*IMAGE_SIZE)
+                media = {}
+                for name, provider in providers.items():
+                    assert provider.validate(Operation.IMAGE_TO_VIDEO, PARAMS[name]) == []
+                    prepared = provider.prepare_media(Operation.IMAGE_TO_VIDEO, data)
+                    media[name] = inputs.save(f"bench-{name}", prepared)
+                yield World(fakes, providers, store, inputs, media)
+            finally:
+                await store.close()
+
+
+def jobs_per_provider(total: int) -> Counter[str]:
+    """How many of ``total`` jobs go to each provider (World.enqueue goes round robin)."""
+    return Counter(PROVIDERS[index % len(PROVIDERS)] for index in range(total))
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+async def wait_event(event: asyncio.Event, within: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), within)
+
+
+async def wait_until(check: Callable[[], bool], within: float, step: float = 0.001) -> bool:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(step)
+    return True
+
+
+class Progress:
+    """Progress lines on stderr, so that stdout carries only the result."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.started = time.monotonic()
+
+    def __call__(self, text: str) -> float:
+        elapsed = time.monotonic() - self.started
+        print(f"  {self.label} {elapsed:7.1f} s  {text}", file=sys.stderr, flush=True)
+        return elapsed
+
+
+def timings(quick: bool) -> tuple[dict[str, float], dict[str, float]]:
+    return (QUICK_QUEUE_SECONDS, QUICK_RUN_SECONDS) if quick else (QUEUE_SECONDS, RUN_SECONDS)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+async def main_run(total: int, *, quick: bool) -> Result:
+    """Every job from enqueue to its end."""
+    cpu_started = time.process_time()
+    progress = Progress(f"main    N={total:,}")
+    handler = CountingHandler()
+    logging.getLogger().addHandler(handler)
+    queue_seconds, run_seconds = timings(quick)
+    async with world(total, queue_seconds, run_seconds) as here:
+        observer = Observer(here.fakes, total)
+        tracker = here.tracker(observer)
+        watcher = BatchWatcher(tracker, observer, here.providers["hidream"].poll_batch_size)
+        await tracker.start()
+        watching = asyncio.create_task(watcher.run(), name="batch watcher")
+        try:
+            enqueue_started = progress(f"enqueueing {total:,} jobs")
+            await here.enqueue(tracker, total)
+            enqueued = progress(f"all enqueued; {len(observer.ended):,} ended so far") - enqueue_started
+            await wait_event(observer.all_ended, PHASE_TIMEOUT)
+            progress(f"{len(observer.ended):,} ended; at most {observer.peak_in_flight:,} were in flight at once")
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+            await tracker.stop()
+        jobs = jobs_per_provider(total)
+        requests = {
+            name: {
+                "jobs": jobs[name],
+                "submit": sum(fake.route_count(route) for route in SUBMIT_ROUTES[name]),
+                "poll": sum(fake.route_count(route) for route in POLL_ROUTES[name]),
+                "all": sum(fake.route_count(route) for route in fake.route_names if route != "media"),
+            }
+            for name, fake in here.fakes.items()
+        }
+    cpu = time.process_time() - cpu_started
+    return {
+        "n": total,
+        "requests": requests,
+        "hidream": watcher.result(),
+        "delay_p50": percentile([delay for delays in observer.delays.values() for delay in delays], 0.50),
+        "delay_p95": percentile([delay for delays in observer.delays.values() for delay in delays], 0.95),
+        "delay_p95_by_provider": {name: percentile(delays, 0.95) for name, delays in observer.delays.items()},
+        "states": dict(Counter(state.value for state in observer.ended.values())),
+        "peak_in_flight": observer.peak_in_flight,
+        "enqueue_seconds": enqueued,
+        "peak_rss_mb": peak_rss_mb(),
+        "cpu_per_1000": cpu / total * 1000,
+        "wall_seconds": time.monotonic() - progress.started,
+        "log": dict(handler.counts),
+    }
+
+
+async def restart_run(total: int, *, quick: bool) -> Result:
+    """Every job running at its provider, then a restart of the tracker on the same ledger."""
+    progress = Progress(f"restart N={total:,}")
+    handler = CountingHandler()
+    logging.getLogger().addHandler(handler)
+    queue_seconds, _ = timings(quick)
+    async with world(total, queue_seconds, dict.fromkeys(PROVIDERS, RESTART_RUN_SECONDS)) as here:
+        observer = Observer(here.fakes, total)
+        tracker = here.tracker(observer)
+        await tracker.start()
+        try:
+            progress(f"enqueueing {total:,} jobs")
+            await here.enqueue(tracker, total)
+            await wait_event(observer.all_running, PHASE_TIMEOUT)
+            unfinished = total - len(observer.ended)
+            progress(f"{len(observer.running):,} running, {unfinished:,} unfinished; restarting the tracker")
+            await tracker.stop()
+            tracker = here.tracker(observer)
+            started = time.monotonic()
+            await tracker.start()
+            await wait_until(lambda: tracker.first_poll_at is not None, PHASE_TIMEOUT)
+            first_poll = (tracker.first_poll_at or math.nan) - started
+            in_flight = dict(observer.in_flight)
+            polled = await wait_until(
+                lambda: all(tracker.stats.tasks_polled[name] >= count for name, count in in_flight.items()),
+                PHASE_TIMEOUT,
+                step=0.01,
+            )
+            every_poll = time.monotonic() - started if polled else math.nan
+            progress(f"first poll {first_poll:.3f} s after the restart; every job asked for after {every_poll:.1f} s")
+        finally:
+            await tracker.stop()
+    return {
+        "n": total,
+        "unfinished": unfinished,
+        "first_poll_seconds": first_poll,
+        "every_poll_seconds": every_poll,
+        "peak_rss_mb": peak_rss_mb(),
+        "wall_seconds": time.monotonic() - progress.started,
+        "log": dict(handler.counts),
+    }
+
+
+# The table, in the parent process.
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else "PASS" if ok else "FAIL"
+
+
+def every(runs: list[Result], check: Callable[[Result], bool]) -> bool | None:
+    return all(check(run) for run in runs) if runs else None
+
+
+def at_target(runs: list[Result], check: Callable[[Result], bool]) -> bool | None:
+    found = [run for run in runs if run["n"] == TARGET_SIZE]
+    return check(found[0]) if found else None
+
+
+def round_ratio(run: Result) -> float:
+    bound = run["hidream"]["round_bound"]
+    return run["hidream"]["requests"] / bound if bound else math.nan
+
+
+def pass_ratio(run: Result) -> float:
+    bound = run["hidream"]["pass_bound"]
+    return run["hidream"]["requests"] / bound if bound else math.nan
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def per_job(run: Result, name: str) -> str:
+    counts = run["requests"][name]
+    jobs = max(1, counts["jobs"])
+    return f"{counts['all'] / jobs:.2f} (submit {counts['submit'] / jobs:.2f} + poll {counts['poll'] / jobs:.2f})"
+
+
+def succeeded(run: Result) -> str:
+    done = run["states"].get("succeeded", 0)
+    others = ", ".join(f"{count:,} {state}" for state, count in run["states"].items() if state != "succeeded")
+    missing = run["n"] - sum(run["states"].values())
+    if missing:
+        others = ", ".join(filter(None, [others, f"{missing:,} unfinished"]))
+    return f"{done:,}" + (f" ({others})" if others else "")
+
+
+def table(mains: list[Result], restarts: list[Result]) -> str:
+    """The measurements, one column per N, and each target with its verdict."""
+    p95_limit = POLL_INTERVAL + MAX_P95_OVER_INTERVAL
+    both = list(zip(mains, restarts, strict=True))
+    rows: list[tuple[str, list[str], str, str]] = [
+        ("jobs succeeded", [succeeded(run) for run in mains], "", ""),
+        (
+            "jobs in flight at most",
+            [f"{run['peak_in_flight']:,}" for run in mains],
+            "N (the premise)",
+            verdict(every(mains, lambda run: run["peak_in_flight"] >= run["n"])),
+        ),
+        ("enqueue rate", [f"{run['n'] / run['enqueue_seconds']:.0f} jobs/s" for run in mains], "", ""),
+        ("hidream requests per job", [per_job(run, "hidream") for run in mains], "", ""),
+        ("pixverse requests per job", [per_job(run, "pixverse") for run in mains], "", ""),
+        ("vidu requests per job", [per_job(run, "vidu") for run in mains], "", ""),
+        (
+            "hidream polls: batched vs 1 per task",
+            [f"{run['hidream']['requests']:,} vs {run['hidream']['tasks']:,}" for run in mains],
+            "",
+            "",
+        ),
+        (
+            "hidream requests / Σ ceil(round/50)",
+            [f"{round_ratio(run):.3f} ({plural(run['hidream']['rounds'], 'round')})" for run in mains],
+            f"≤ {MAX_BATCH_RATIO}",
+            verdict(every(mains, lambda run: round_ratio(run) <= MAX_BATCH_RATIO)),
+        ),
+        (
+            "hidream requests / ceil(n/50) per pass",
+            [f"{pass_ratio(run):.3f}" for run in mains],
+            f"≤ {MAX_BATCH_RATIO}",
+            verdict(every(mains, lambda run: pass_ratio(run) <= MAX_BATCH_RATIO)),
+        ),
+        ("detection delay p50", [f"{run['delay_p50']:.2f} s" for run in mains], "", ""),
+        (
+            "detection delay p95",
+            [f"{run['delay_p95']:.2f} s" for run in mains],
+            f"≤ {p95_limit:g} s",
+            verdict(every(mains, lambda run: run["delay_p95"] <= p95_limit)),
+        ),
+        (
+            "detection delay p95 hd/pv/vd",
+            ["/".join(f"{run['delay_p95_by_provider'][name]:.2f}" for name in PROVIDERS) + " s" for run in mains],
+            "",
+            "",
+        ),
+        (
+            "peak RSS (main / restart run)",
+            [f"{run['peak_rss_mb']:.0f} / {restart['peak_rss_mb']:.0f} MB" for run, restart in both],
+            f"≤ {MAX_RSS_MB:g} MB at {TARGET_SIZE:,}",
+            verdict(
+                at_target(
+                    [{**run, "rss": max(run["peak_rss_mb"], restart["peak_rss_mb"])} for run, restart in both],
+                    lambda run: run["rss"] <= MAX_RSS_MB,
+                )
+            ),
+        ),
+        ("CPU seconds per 1,000 jobs", [f"{run['cpu_per_1000']:.1f} s" for run in mains], "", ""),
+        (
+            "restart to first poll",
+            [f"{run['first_poll_seconds']:.2f} s ({run['unfinished']:,} unfinished)" for run in restarts],
+            f"≤ {MAX_RESTART_SECONDS:g} s at {TARGET_SIZE:,}",
+            verdict(
+                at_target(
+                    restarts,
+                    lambda run: run["first_poll_seconds"] <= MAX_RESTART_SECONDS and run["unfinished"] == run["n"],
+                )
+            ),
+        ),
+        ("restart to every job polled", [f"{run['every_poll_seconds']:.1f} s" for run in restarts], "", ""),
+        (
+            "wall time (main + restart run)",
+            [f"{run['wall_seconds']:.0f} + {restart['wall_seconds']:.0f} s" for run, restart in both],
+            "",
+            "",
+        ),
+    ]
+    header = ["", *(f"N = {run['n']:,}" for run in mains), "target", ""]
+    lines = [header, *([label, *values, target, mark] for label, values, target, mark in rows)]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(text)
+
+
+def describe(quick: bool) -> str:
+    queue_seconds, run_seconds = timings(quick)
+    runs = ", ".join(f"{name} {queue_seconds[name]:g} + {run_seconds[name]:g} s" for name in PROVIDERS)
+    runs += f", each ±{RUN_SPREAD:.0%}"
+    command = "python -m tests.bench" + (" --quick" if quick else "")
+    return "\n".join(
+        [
+            f"{command} ({os.cpu_count()} CPUs, Python {platform.python_version()})",
+            f"tracker: poll interval {POLL_INTERVAL:g} s, no running or per-minute caps, "
+            f"HiDream batches of {HiDream.poll_batch_size}; one {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} PNG input",
+            f"fake queue + run time: {runs}; restart run: {RESTART_RUN_SECONDS:g} s runs",
+        ]
+    )
+
+
+def measure(kind: str, size: int, quick: bool) -> Result:
+    command = [sys.executable, "-m", "tests.bench", f"--{kind}", str(size), *(["--quick"] if quick else [])]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)  # noqa: S603
+    line = next(line for line in reversed(done.stdout.splitlines()) if line.startswith(RESULT_MARK))
+    result: Result = json.loads(line.removeprefix(RESULT_MARK))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench", description=__doc__.splitlines()[0] if __doc__ else ""
+    )
+    parser.add_argument("--quick", action="store_true", help=f"a smoke check: N = {QUICK_SIZE} with short run times")
+    parser.add_argument("--main", type=int, metavar="N", help="only the main run of N jobs; prints JSON")
+    parser.add_argument("--restart", type=int, metavar="N", help="only the restart run of N jobs; prints JSON")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, handlers=[logging.NullHandler()])
+    if args.main is not None or args.restart is not None:
+        run = (
+            main_run(args.main, quick=args.quick)
+            if args.main is not None
+            else restart_run(args.restart, quick=args.quick)
+        )
+        print(RESULT_MARK + json.dumps(asyncio.run(run)), flush=True)
+        return 0
+    started = time.monotonic()
+    sizes = (QUICK_SIZE,) if args.quick else SIZES
+    print(describe(args.quick), flush=True)
+    mains = [measure("main", size, args.quick) for size in sizes]
+    restarts = [measure("restart", size, args.quick) for size in sizes]
+    print(table(mains, restarts))
+    logged = {
+        f"N={run['n']:,} {kind}": run["log"]
+        for kind, runs in (("main", mains), ("restart", restarts))
+        for run in runs
+        if run["log"]
+    }
+    if logged:
+        print(f"Log records at WARNING or above: {logged}")
+    print(f"Total time {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
