@@ -81,7 +81,9 @@ class ServerSettings(app_commands.Group, name="settings", description="Who may u
 
     @app_commands.command(name="channel", description="Allow or stop the bot in a channel (none listed: everywhere).")
     @app_commands.describe(channel="The channel.", allowed="Whether jobs may be started there.")
-    async def channel(self, interaction: discord.Interaction[Any], channel: discord.TextChannel, allowed: bool) -> None:
+    async def channel(
+        self, interaction: discord.Interaction[Any], channel: app_commands.AppCommandChannel, allowed: bool
+    ) -> None:
         assert interaction.guild_id is not None
         current = await bot_of(interaction).store.guild_settings(interaction.guild_id)
         channels = set(current.allowed_channels)
@@ -119,7 +121,7 @@ class ServerSettings(app_commands.Group, name="settings", description="Who may u
     @app_commands.command(name="log_channel", description="Where one line per finished or failed job goes.")
     @app_commands.describe(channel="The log channel; leave it out to stop logging.")
     async def log_channel(
-        self, interaction: discord.Interaction[Any], channel: discord.TextChannel | None = None
+        self, interaction: discord.Interaction[Any], channel: app_commands.AppCommandChannel | None = None
     ) -> None:
         await self._change(interaction, log_channel_id=channel.id if channel else None)
 
