@@ -123,3 +123,27 @@ async def test_results_go_by_dm_only_where_the_server_allows_it(world: World) ->
         done = await world.finished(job.id)
         assert done.state is JobState.SUCCEEDED
         assert world.discord.messages(world.discord.dm_channel(done.user_id)) == []
+
+
+@pytest.mark.world(run_seconds=30, settings={"vidu_max_running": 1, "max_active_jobs_per_user": 0})
+async def test_a_saturated_provider_serves_people_in_turn_and_cards_show_it(world: World) -> None:
+    async with world.running():
+        bob = world.discord.add_user("bob")
+        world.discord.add_member(world.discord.guild, bob)
+        alice_jobs = [await world.job_for(await world.animate("vidu")) for _ in range(3)]
+        bob_job = await world.job_for(await world.animate("vidu", user=bob))
+        await world.reaches(alice_jobs[0].id, lambda job: job.state is JobState.RUNNING)
+
+        positions = {}
+        for job in [*alice_jobs[1:], bob_job]:
+            positions[job.id] = (await world.reaches(job.id, lambda job: job.queue_position is not None)).queue_position
+        assert positions[bob_job.id] == 1
+        assert [positions[job.id] for job in alice_jobs[1:]] == [2, 3]
+
+        def card(job_id: int) -> str:
+            message_id = {job.id: job.message_id for job in [*alice_jobs, bob_job]}[job_id]
+            message = world.discord.message(message_id or 0)
+            return str(message.embeds) if message else ""
+
+        await world.discord.wait_until(lambda: "Number 1 in line" in card(bob_job.id), timeout=10)
+        await world.discord.wait_until(lambda: "Number 3 in line" in card(alice_jobs[2].id), timeout=10)
