@@ -111,6 +111,7 @@ class Presenter:
         self._wake = asyncio.Event()
         self._background = TaskSet(on_done=lambda: self._wake.set())
         self._runner: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # Lifecycle.
 
@@ -118,8 +119,9 @@ class Presenter:
         self._runner = asyncio.create_task(self._run(), name="presenter")
 
     async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
         if self._runner is not None:
-            self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
         await self._background.drain(5.0)
 
@@ -160,7 +162,9 @@ class Presenter:
     # The worker.
 
     async def _run(self) -> None:
-        while True:
+        # A flag, not only cancellation, ends the loop: on Python 3.11 a cancel that lands as
+        # wait_for times out is swallowed, and the loop would run on.
+        while not self._stopping:
             try:
                 self._dispatch()
             except Exception:
