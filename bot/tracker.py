@@ -215,7 +215,6 @@ class Tracker:
         job = await self.store.create_job(new)
         self._enqueue(job)
         self._update_positions(job.provider)
-        job = await self.store.get_job(job.id) or job
         self._wake.set()
         return job
 
@@ -382,9 +381,8 @@ class Tracker:
 
     async def _save_positions(self, changed: dict[int, dict[str, Any]]) -> None:
         await self.store.update_jobs(changed)
-        for job_id in changed:
-            job = await self.store.get_job(job_id)
-            if job is not None and job.state is JobState.QUEUED:
+        for job in await self.store.get_jobs(list(changed)):
+            if job.state is JobState.QUEUED:
                 self._publish(job)
 
     async def _submit(self, job_id: int) -> None:
@@ -703,7 +701,6 @@ class Tracker:
 
     async def _finished_at_provider(self, tracked: _Running, provider: VideoProvider, status: TaskStatus) -> None:
         self._untrack(tracked.job_id)
-        job = await self._get(tracked.job_id)
         state = {
             TaskState.SUCCEEDED: JobState.SUCCEEDED,
             TaskState.REJECTED: JobState.REJECTED,
@@ -721,7 +718,7 @@ class Tracker:
             fields["progress"] = 1.0
         try:
             job = await self._move(
-                job.id,
+                tracked.job_id,
                 state,
                 expect={JobState.RUNNING},
                 error_kind=status.error_kind.value if status.error_kind else None,
