@@ -152,8 +152,8 @@ class Store:
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         # Reads share the connection with transactions, so they wait for them: never a half-done write.
-        async with self._lock, self._db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))
 
     def _stamp(self) -> str:
         return self._now().astimezone(UTC).isoformat(timespec="microseconds")
@@ -246,8 +246,8 @@ class Store:
         columns = _checked_columns(fields)
         now = self._stamp()
         async with self._transaction() as db:
-            async with db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)) as cursor:
-                row = await cursor.fetchone()
+            rows = list(await db.execute_fetchall("SELECT state FROM jobs WHERE id = ?", (job_id,)))
+            row = rows[0] if rows else None
             if row is None:
                 raise KeyError(job_id)
             current = JobState(row["state"])
@@ -396,8 +396,8 @@ def _column_value(value: Any) -> Any:
 
 
 async def _fetch(db: aiosqlite.Connection, job_id: int) -> Job:
-    async with db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cursor:
-        row = await cursor.fetchone()
+    rows = list(await db.execute_fetchall("SELECT * FROM jobs WHERE id = ?", (job_id,)))
+    row = rows[0] if rows else None
     assert row is not None
     return Job.from_row(row)
 
