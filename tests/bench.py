@@ -62,7 +62,7 @@ POLL_INTERVAL = 5.0
 HTTP_TIMEOUT = 30.0
 #: Seconds a task waits at its fake before it runs, and then runs.
 QUEUE_SECONDS = {"hidream": 3.0, "pixverse": 3.0, "vidu": 5.0}
-RUN_SECONDS = {"hidream": 30.0, "pixverse": 30.0, "vidu": 45.0}
+RUN_SECONDS = {"hidream": 130.0, "pixverse": 130.0, "vidu": 150.0}
 QUICK_QUEUE_SECONDS = {"hidream": 0.5, "pixverse": 0.5, "vidu": 0.5}
 QUICK_RUN_SECONDS = {"hidream": 3.0, "pixverse": 3.0, "vidu": 4.0}
 #: Each task's run time is drawn from ±RUN_SPREAD around its provider's, as real run times vary; equal
