@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bot.app import AnimateBot
 
 IMAGE_HELP = "The picture to animate (PNG, JPEG or WebP)."
+NOT_OPTIONS = ("interaction", "image", "video")
 VIDEO_HELP = "The MP4 video to restyle."
 
 
@@ -34,16 +35,7 @@ async def hidream(
     camera_depth: int | None = None,
     motion_strength: float | None = None,
 ) -> None:
-    options = dict(
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        resolution=resolution,
-        camera_horizontal=camera_horizontal,
-        camera_vertical=camera_vertical,
-        camera_depth=camera_depth,
-        motion_strength=motion_strength,
-    )
-    await start_job(interaction, "hidream", Operation.IMAGE_TO_VIDEO, image, options)
+    await start_job(interaction, "hidream", Operation.IMAGE_TO_VIDEO, image, options_of(locals()))
 
 
 @app_commands.command(name="pixverse", description="Animate an image with PixVerse.")
@@ -66,24 +58,7 @@ async def pixverse(
     lip_sync_text: str | None = None,
     lip_sync_voice: str | None = None,
 ) -> None:
-    options = dict(
-        prompt=prompt,
-        model=model,
-        duration=duration,
-        quality=quality,
-        motion_mode=motion_mode,
-        camera_movement=camera_movement,
-        style=style,
-        seed=seed,
-        negative_prompt=negative_prompt,
-        audio=audio,
-        multi_clip=multi_clip,
-        thinking=thinking,
-        sound_effect=sound_effect,
-        lip_sync_text=lip_sync_text,
-        lip_sync_voice=lip_sync_voice,
-    )
-    await start_job(interaction, "pixverse", Operation.IMAGE_TO_VIDEO, image, options)
+    await start_job(interaction, "pixverse", Operation.IMAGE_TO_VIDEO, image, options_of(locals()))
 
 
 @app_commands.command(name="vidu", description="Animate an image with Vidu.")
@@ -101,19 +76,7 @@ async def vidu(
     off_peak: bool | None = None,
     recommend_prompt: bool | None = None,
 ) -> None:
-    options = dict(
-        prompt=prompt,
-        model=model,
-        duration=duration,
-        resolution=resolution,
-        movement_amplitude=movement_amplitude,
-        seed=seed,
-        audio=audio,
-        voice_id=voice_id,
-        off_peak=off_peak,
-        recommend_prompt=recommend_prompt,
-    )
-    await start_job(interaction, "vidu", Operation.IMAGE_TO_VIDEO, image, options)
+    await start_job(interaction, "vidu", Operation.IMAGE_TO_VIDEO, image, options_of(locals()))
 
 
 @app_commands.command(name="stylize", description="Restyle a video with HiDream (pick a style or describe one).")
@@ -123,7 +86,12 @@ async def stylize(
     style: str | None = None,
     prompt: str | None = None,
 ) -> None:
-    await start_job(interaction, "hidream", Operation.STYLIZE, video, {"style": style, "prompt": prompt})
+    await start_job(interaction, "hidream", Operation.STYLIZE, video, options_of(locals()))
+
+
+def options_of(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A command's provider options: its arguments, by their contract names, less the interaction and the file."""
+    return {name: value for name, value in arguments.items() if name not in NOT_OPTIONS}
 
 
 def describe(command: app_commands.Command[Any, Any, Any], caps: Capabilities, media: tuple[str, str]) -> None:
