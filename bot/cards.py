@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 import discord
 
 from bot.buttons import JobButton
+from bot.limits import PROVIDER_NAMES
 from bot.store import Job, JobState
 
 PROMPT_PREVIEW = 300
 BAR_CELLS = 12
 INPUT_THUMBNAIL = "input"
 
-PROVIDER_NAMES = {"hidream": "HiDream", "pixverse": "PixVerse", "vidu": "Vidu"}
 #: The options worth a glance on the card, per provider, in order.
 SHOWN_OPTIONS = {
     "hidream": ("resolution", "motion_strength", "camera_horizontal", "camera_vertical", "camera_depth", "style"),
