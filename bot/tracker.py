@@ -246,9 +246,6 @@ class Tracker:
         """Whether the scheduler loop is alive."""
         return self._loop_task is not None and not self._loop_task.done()
 
-    def queue_position(self, job_id: int) -> int | None:
-        return self._positions.get(job_id)
-
     # The scheduler.
 
     async def _run(self) -> None:
