@@ -184,6 +184,7 @@ class Tracker:
     async def start(self) -> None:
         """Resume every unfinished job from the ledger and start scheduling."""
         now = self._clock()
+        running: list[Job] = []
         for job in await self.store.unfinished_jobs():
             if job.state is JobState.QUEUED:
                 self._enqueue(job)
@@ -191,7 +192,11 @@ class Tracker:
                 self._submitting.setdefault(job.provider, set()).add(job.id)
                 self._background.spawn(self._recover(job.id), f"recover job {job.id}")
             else:
-                self._track(job, next_poll=now)
+                running.append(job)
+        # The first check of resumed jobs is spread over one interval (the first at once), so that
+        # thousands of them do not fall due together and stay bunched up afterwards.
+        for index, job in enumerate(running):
+            self._track(job, next_poll=now + self.settings.poll_interval * index / len(running))
         for job in await self.store.undelivered_jobs():
             self._outbox.put_nowait(job)
         self._publisher = asyncio.create_task(self._publish_forever(), name="tracker publisher")
