@@ -477,3 +477,16 @@ async def test_no_key_or_token_reaches_a_log_or_a_message(world: World, caplog: 
     for secret in secrets:
         assert secret not in logged
         assert secret not in shown
+
+
+@pytest.mark.world(settings={"discord_guild_ids": ()})
+async def test_without_guild_ids_commands_sync_globally(world: World) -> None:
+    async with world.running():
+        assert sorted(command["name"] for command in world.discord.commands()) == [
+            "animate",
+            "jobs",
+            "quota",
+            "settings",
+            "stylize",
+        ]
+        assert world.discord.commands(world.discord.guild) == []
