@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import discord
 
 from bot.buttons import JobButton
-from bot.limits import PROVIDER_NAMES
+from bot.providers import PROVIDER_NAMES
 from bot.store import Job, JobState
 
 PROMPT_PREVIEW = 300

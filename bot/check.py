@@ -9,10 +9,8 @@ import aiohttp
 import discord
 
 from bot.config import Settings
-from bot.providers import build_providers
+from bot.providers import PROVIDER_NAMES, build_providers
 from providers.errors import CredentialsRefused, ProviderError, ProviderUnavailable
-
-PROVIDERS = (("hidream", "HiDream"), ("pixverse", "PixVerse"), ("vidu", "Vidu"))
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ async def check_discord(settings: Settings) -> CheckRow:
 async def check_providers(settings: Settings, session: aiohttp.ClientSession) -> list[CheckRow]:
     providers = build_providers(settings, session)
     rows: list[CheckRow] = []
-    for name, label in PROVIDERS:
+    for name, label in PROVIDER_NAMES.items():
         variable = f"{name.upper()}_API_KEY"
         provider = providers.get(name)
         if provider is None:

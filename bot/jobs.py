@@ -24,9 +24,6 @@ from providers import Operation, VideoProvider
 from providers.hidream.capabilities import VIDEO_LIMITS
 from providers.media import MediaRejected, PreparedImage, PreparedVideo
 
-SEEDED = ("pixverse", "vidu")
-SEED_MAX = 2147483647
-
 
 @dataclass(frozen=True)
 class Requester:
@@ -91,9 +88,12 @@ class JobService:
     async def again(self, job: Job, who: Requester, *, new_seed: bool) -> Job:
         """The same job once more, with the kept input: Retry, or Reroll with a new seed."""
         params = dict(job.params)
-        if new_seed and job.provider in SEEDED:
-            params["seed"] = random.randint(1, SEED_MAX)  # noqa: S311 - a seed, not a secret
         provider = self.provider(job.provider)
+        options = provider.capabilities[Operation(job.operation)].options
+        seed = next((spec for spec in options if spec.name == "seed"), None)
+        if new_seed and seed is not None:
+            # Within the provider's documented range; 0 means "random" to some, so start at 1.
+            params["seed"] = random.randint(1, int(seed.max_value or 2**31 - 1))  # noqa: S311 - a seed, not a secret
         try:
             media = await asyncio.to_thread(self.inputs.load, job.media)
         except InputMissing:

@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from bot.config import Settings
 from bot.errors import UserError
+from bot.providers import PROVIDER_NAMES
 from bot.store import GuildSettings, Store, Usage
-
-PROVIDER_NAMES = {"hidream": "HiDream", "pixverse": "PixVerse", "vidu": "Vidu"}
 
 
 @dataclass(frozen=True)

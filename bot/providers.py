@@ -10,6 +10,10 @@ from providers.hidream import HiDream
 from providers.pixverse import PixVerse
 from providers.vidu import Vidu
 
+PROVIDER_CLASSES: tuple[type[VideoProvider], ...] = (HiDream, PixVerse, Vidu)
+#: Each provider's name as users know it, by its short name.
+PROVIDER_NAMES = {provider.name: provider.display_name for provider in PROVIDER_CLASSES}
+
 
 def build_providers(settings: Settings, session: aiohttp.ClientSession) -> dict[str, VideoProvider]:
     """One client per provider whose key is set, by provider name."""

@@ -9,7 +9,8 @@ import discord
 from discord import app_commands
 
 from bot.errors import UserError
-from bot.limits import PROVIDER_NAMES, Limits, next_reset, usage_now
+from bot.limits import Limits, next_reset, usage_now
+from bot.providers import PROVIDER_NAMES
 from bot.store import GuildSettings
 from cogs.common import bot_of
 

@@ -6,7 +6,7 @@ import asyncio
 import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -20,6 +20,7 @@ from providers.pixverse import PixVerse
 from providers.vidu import Vidu
 from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu
 
+P = TypeVar("P", bound=VideoProvider)
 HIDREAM_KEY = "hd-test-key-0123456789"
 PIXVERSE_KEY = "pv-test-key-0123456789"
 VIDU_KEY = "vd-test-key-0123456789"
@@ -80,25 +81,23 @@ async def poll_until(
             await asyncio.sleep(0.03)
 
 
-def hidream_client(session: aiohttp.ClientSession, fake: FakeHiDream, **kwargs: Any) -> HiDream:
+def _client(cls: type[P], default_key: str, session: aiohttp.ClientSession, fake: Any, **kwargs: Any) -> P:
     kwargs.setdefault("timeout", 2.0)
     kwargs.setdefault("retry", FAST_RETRY)
     kwargs.setdefault("base_url", fake.base_url)
-    return HiDream(session, SecretStr(kwargs.pop("key", HIDREAM_KEY)), **kwargs)
+    return cls(session, SecretStr(kwargs.pop("key", default_key)), **kwargs)
+
+
+def hidream_client(session: aiohttp.ClientSession, fake: FakeHiDream, **kwargs: Any) -> HiDream:
+    return _client(HiDream, HIDREAM_KEY, session, fake, **kwargs)
 
 
 def pixverse_client(session: aiohttp.ClientSession, fake: FakePixVerse, **kwargs: Any) -> PixVerse:
-    kwargs.setdefault("timeout", 2.0)
-    kwargs.setdefault("retry", FAST_RETRY)
-    kwargs.setdefault("base_url", fake.base_url)
-    return PixVerse(session, SecretStr(kwargs.pop("key", PIXVERSE_KEY)), **kwargs)
+    return _client(PixVerse, PIXVERSE_KEY, session, fake, **kwargs)
 
 
 def vidu_client(session: aiohttp.ClientSession, fake: FakeVidu, **kwargs: Any) -> Vidu:
-    kwargs.setdefault("timeout", 2.0)
-    kwargs.setdefault("retry", FAST_RETRY)
-    kwargs.setdefault("base_url", fake.base_url)
-    return Vidu(session, SecretStr(kwargs.pop("key", VIDU_KEY)), **kwargs)
+    return _client(Vidu, VIDU_KEY, session, fake, **kwargs)
 
 
 @pytest.fixture
