@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -15,6 +15,7 @@ from bot.config import Settings
 from bot.inputs import InputStore
 from bot.jobs import JobService
 from bot.providers import build_providers
+from bot.retention import Retention
 from bot.scheduling import tracker_settings
 from bot.store import Store
 from bot.tracker import Tracker
@@ -43,10 +44,13 @@ async def assemble(
     store = await Store.open(settings.database_path)
     try:
         inputs = InputStore(settings.inputs_folder)
-        pruned = inputs.prune(settings.input_retention_hours * 3600)
-        if pruned:
-            log.info("Removed %d inputs older than %g hours", pruned, settings.input_retention_hours)
-        tracker = Tracker(store, providers, inputs, tracker_settings(settings))
+        retention = Retention(
+            store,
+            inputs,
+            input_retention=timedelta(hours=settings.input_retention_hours),
+            job_retention=timedelta(days=settings.job_retention_days) if settings.job_retention_days else None,
+        )
+        tracker = Tracker(store, providers, inputs, tracker_settings(settings), maintenance=retention)
         jobs = JobService(providers, tracker, inputs, session)
         async with AnimateBot(
             settings=settings, providers=providers, store=store, tracker=tracker, jobs=jobs, now=now, **bot_options

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     input_retention_hours: float = Field(
         72, gt=0, description="hours a job's prepared input is kept for Retry and Reroll, more than 0"
     )
+    job_retention_days: float = Field(
+        90, ge=0, description="days finished jobs and their history are kept, more than 0 (0 keeps everything)"
+    )
     max_active_jobs_per_user: int = Field(
         3, ge=0, description="jobs one member may have unfinished at once, a whole number (0 for no limit)"
     )

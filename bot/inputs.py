@@ -67,6 +67,10 @@ class InputStore:
             height=described.get("height"),
         )
 
+    def discard(self, described: dict[str, Any]) -> None:
+        """Delete a job's input when the job was not created after all."""
+        (self.folder / str(described["file"])).unlink(missing_ok=True)
+
     def prune(self, older_than_seconds: float) -> int:
         """Delete inputs older than the retention period; returns how many were deleted."""
         if not self.folder.is_dir():

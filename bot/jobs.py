@@ -18,7 +18,8 @@ import aiohttp
 from bot.downloads import download
 from bot.errors import UserError
 from bot.inputs import InputMissing, InputStore
-from bot.store import Job, JobState, NewJob
+from bot.limits import refusal
+from bot.store import Admission, Job, JobState, LimitReached, NewJob
 from bot.tracker import Tracker
 from providers import Operation, VideoProvider
 from providers.hidream.capabilities import VIDEO_LIMITS
@@ -75,6 +76,7 @@ class JobService:
         data: bytes,
         *,
         parent_id: int | None = None,
+        admission: Admission | None = None,
     ) -> Job:
         """Validate, prepare the input (in a thread: images can be large), keep it, and queue the job."""
         self.check(provider_name, operation, params)
@@ -83,9 +85,9 @@ class JobService:
             media = await asyncio.to_thread(provider.prepare_media, operation, data)
         except MediaRejected as exc:
             raise UserError(str(exc)) from None
-        return await self._enqueue(who, provider, operation, dict(params), media, parent_id)
+        return await self._enqueue(who, provider, operation, dict(params), media, parent_id, admission)
 
-    async def again(self, job: Job, who: Requester, *, new_seed: bool) -> Job:
+    async def again(self, job: Job, who: Requester, *, new_seed: bool, admission: Admission | None = None) -> Job:
         """The same job once more, with the kept input: Retry, or Reroll with a new seed."""
         params = dict(job.params)
         provider = self.provider(job.provider)
@@ -100,9 +102,9 @@ class JobService:
             raise UserError(
                 f"Job {job.id}'s input is no longer kept; start a new job with the image attached."
             ) from None
-        return await self._enqueue(who, provider, Operation(job.operation), params, media, job.id)
+        return await self._enqueue(who, provider, Operation(job.operation), params, media, job.id, admission)
 
-    async def stylize(self, job: Job, who: Requester, style: str) -> Job:
+    async def stylize(self, job: Job, who: Requester, style: str, *, admission: Admission | None = None) -> Job:
         """Restyle a finished job's video with HiDream."""
         if job.state is not JobState.SUCCEEDED or not job.video_url:
             raise UserError(f"Job {job.id} has no finished video to restyle.")
@@ -113,7 +115,9 @@ class JobService:
                 f"Job {job.id}'s video could not be fetched (provider links expire, or it is over "
                 f"{VIDEO_LIMITS.max_bytes // (1024 * 1024)} MB); start a new /stylize with the video attached."
             )
-        return await self.create(who, "hidream", Operation.STYLIZE, {"style": style}, video, parent_id=job.id)
+        return await self.create(
+            who, "hidream", Operation.STYLIZE, {"style": style}, video, parent_id=job.id, admission=admission
+        )
 
     async def _enqueue(
         self,
@@ -123,26 +127,31 @@ class JobService:
         params: dict[str, Any],
         media: PreparedImage | PreparedVideo,
         parent_id: int | None,
+        admission: Admission | None,
     ) -> Job:
         key = uuid.uuid4().hex
         described = await asyncio.to_thread(self.inputs.save, key, media)
         model = params.get("model") or provider.capabilities[operation].resolve(params).get("model")
-        return await self.tracker.enqueue(
-            NewJob(
-                key=key,
-                guild_id=who.guild_id,
-                channel_id=who.channel_id,
-                user_id=who.user_id,
-                message_id=who.message_id,
-                application_id=who.application_id,
-                interaction_token=who.interaction_token,
-                token_expires_at=who.token_expires_at,
-                upload_limit=who.upload_limit,
-                provider=provider.name,
-                operation=operation.value,
-                model=str(model) if model else None,
-                params=params,
-                media=described,
-                parent_id=parent_id,
-            )
+        new = NewJob(
+            key=key,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            user_id=who.user_id,
+            message_id=who.message_id,
+            application_id=who.application_id,
+            interaction_token=who.interaction_token,
+            token_expires_at=who.token_expires_at,
+            upload_limit=who.upload_limit,
+            provider=provider.name,
+            operation=operation.value,
+            model=str(model) if model else None,
+            params=params,
+            media=described,
+            parent_id=parent_id,
         )
+        try:
+            return await self.tracker.enqueue(new, admission=admission)
+        except LimitReached as exc:
+            await asyncio.to_thread(self.inputs.discard, described)
+            assert admission is not None
+            raise refusal(exc, admission) from None

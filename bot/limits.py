@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from bot.config import Settings
 from bot.errors import UserError
 from bot.providers import PROVIDER_NAMES
-from bot.store import GuildSettings, Store, Usage
+from bot.store import Admission, GuildSettings, LimitReached, Store, Usage
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,12 @@ async def admit(
     channel_id: int | None,
     provider: str,
     now: datetime,
-) -> None:
-    """Raise UserError (one sentence, with the limit and when it resets) when the job may not start."""
+) -> Admission:
+    """Raise UserError (one sentence, with the limit and when it resets) when the job may not start.
+
+    Returns the limits to check again when the job is written: commands racing each other all pass
+    this early check, and only the write decides.
+    """
     if guild_id is None:
         guild = GuildSettings(0)
     else:
@@ -65,19 +69,36 @@ async def admit(
         places = ", ".join(f"<#{channel}>" for channel in sorted(guild.allowed_channels))
         raise UserError(f"The bot works only in {places} on this server; start your job there.")
     limits = Limits.of(guild, defaults)
+    admission = Admission(
+        day_start=day_start(now),
+        active_per_user=limits.active_per_user,
+        per_user_per_day=limits.per_user_per_day,
+        per_guild_per_day=limits.per_guild_per_day if guild_id is not None else 0,
+    )
     used = await usage_now(store, user_id=user_id, guild_id=guild_id, now=now)
-    reset = f"<t:{int(next_reset(now).timestamp())}:R>"
-    if limits.active_per_user and used.active >= limits.active_per_user:
-        raise UserError(
+    if admission.active_per_user and used.active >= admission.active_per_user:
+        raise refusal(LimitReached("active", used), admission)
+    if admission.per_user_per_day and used.user_today >= admission.per_user_per_day:
+        raise refusal(LimitReached("user_day", used), admission)
+    if admission.per_guild_per_day and used.guild_today >= admission.per_guild_per_day:
+        raise refusal(LimitReached("guild_day", used), admission)
+    return admission
+
+
+def refusal(reached: LimitReached, admission: Admission) -> UserError:
+    """The sentence for a limit the job would break."""
+    used = reached.usage
+    reset = f"<t:{int((admission.day_start + timedelta(days=1)).timestamp())}:R>"
+    if reached.limit == "active":
+        return UserError(
             f"You have {used.active} unfinished jobs, the most this server allows at once "
-            f"({limits.active_per_user}); start another when one ends."
+            f"({admission.active_per_user}); start another when one ends."
         )
-    if limits.per_user_per_day and used.user_today >= limits.per_user_per_day:
-        raise UserError(
-            f"You have used all {limits.per_user_per_day} of your jobs for today on this server; "
+    if reached.limit == "user_day":
+        return UserError(
+            f"You have used all {admission.per_user_per_day} of your jobs for today on this server; "
             f"the count resets {reset}."
         )
-    if guild_id is not None and limits.per_guild_per_day and used.guild_today >= limits.per_guild_per_day:
-        raise UserError(
-            f"This server has used all {limits.per_guild_per_day} of its jobs for today; the count resets {reset}."
-        )
+    return UserError(
+        f"This server has used all {admission.per_guild_per_day} of its jobs for today; the count resets {reset}."
+    )

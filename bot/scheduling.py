@@ -1,4 +1,4 @@
-"""Turns the settings into the tracker's limits."""
+"""The one place the tracker's limits and timing come from: the settings."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def tracker_settings(settings: Settings) -> TrackerSettings:
         poll_interval=settings.poll_interval_seconds,
         max_poll_interval=max(60.0, settings.poll_interval_seconds),
         queue_timeout=timedelta(hours=settings.queue_timeout_hours),
+        # A send in flight at a stop may be an upload and a create, each up to the HTTP timeout.
+        stop_grace=2 * settings.http_timeout_seconds + 10,
         limits={
             "hidream": ProviderLimits(
                 max_running=cap(settings.hidream_max_running),

@@ -1,28 +1,31 @@
-"""One scheduler for every job: submits when a provider has room, polls, enforces deadlines, resumes.
+"""One scheduler for every job, driven by the ledger: it asks the ledger for due work, does it, and
+writes each outcome as a conditional change. Nothing about a job lives only in memory.
 
-The tracker knows jobs and providers, and nothing of Discord: it publishes each visible change of a
-job to its subscribers (the Discord side) and is told when a finished job has been announced.
+Due work is of three kinds: queued jobs a provider has room for (claimed in fair order), jobs being
+sent whose outcome must be checked (a lost answer, or a lease that ran out in a crash), and running
+jobs due for a poll (batched where the provider allows). Each claim is a lease in the job row; whoever
+loses a race reads the row again and acts on what it says. The tracker knows jobs and providers and
+nothing of Discord: it publishes each visible change of a job to its subscribers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
-import math
+import os
 import secrets
+import socket
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.background import TaskSet
 from bot.inputs import InputMissing, InputStore
-from bot.store import InvalidTransition, Job, JobState, NewJob, Store
+from bot.store import Admission, InvalidTransition, Job, JobState, NewJob, Store
 from providers import (
     ErrorKind,
     GenerationRequest,
@@ -47,6 +50,10 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[Job], Awaitable[None]]
 Clock = Callable[[], float]
 
+#: The longest the loop sleeps without being woken: the pace at which it notices work that another
+#: process (or a clock jump) made due.
+MAX_SLEEP = 30.0
+
 
 @dataclass(frozen=True)
 class ProviderLimits:
@@ -64,31 +71,32 @@ class ProviderLimits:
     stall: timedelta | None = None
 
 
-DEFAULT_LIMITS: Mapping[str, ProviderLimits] = {
-    "hidream": ProviderLimits(
-        submits_per_minute={Operation.IMAGE_TO_VIDEO: 10, Operation.STYLIZE: 2},
-        deadline=timedelta(minutes=30),
-        stall=timedelta(minutes=10),
-    ),
-    "pixverse": ProviderLimits(deadline=timedelta(minutes=30)),
-    "vidu": ProviderLimits(max_running=5, deadline=timedelta(minutes=60)),
-}
-
-
 @dataclass(frozen=True)
 class TrackerSettings:
-    """Timing and limits of the scheduler."""
+    """Timing and limits of the scheduler; bot.scheduling builds the production values from Settings."""
 
     poll_interval: float = 5.0
     max_poll_interval: float = 60.0
     off_peak_poll_interval: float = 300.0
     #: Status queries in flight at once per provider (for providers polled one task at a time).
     max_polls_in_flight: int = 8
-    #: Sends of one job refused for a passing reason (outage, rate limit) before it fails.
+    #: Sends of one job refused for a passing reason (outage, rate limit), this one included, before it fails.
     max_submit_attempts: int = 8
     #: A job still queued after this long ends as timed out.
     queue_timeout: timedelta = timedelta(hours=6)
-    limits: Mapping[str, ProviderLimits] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    limits: Mapping[str, ProviderLimits] = field(default_factory=dict)
+    #: How long a claim on a job's send or poll holds before anyone may take the work over.
+    lease: timedelta = timedelta(minutes=5)
+    #: How long a stop waits for sends and polls in flight; above the provider HTTP timeout.
+    stop_grace: float = 45.0
+    #: After a send whose outcome is unknown, how long the provider is asked before the job is sent
+    #: again (a create can land minutes late), and how often.
+    reconcile_window: timedelta = timedelta(minutes=3)
+    reconcile_interval: float = 20.0
+    #: After the deadline, how long polls that fail are retried before the job ends as timed out.
+    unreachable_grace: timedelta = timedelta(hours=1)
+    #: How often queue timeouts and retention run.
+    maintenance_interval: float = 10.0
 
     def limits_for(self, provider: str) -> ProviderLimits:
         return self.limits.get(provider, ProviderLimits())
@@ -104,26 +112,13 @@ class TrackerStats:
 
 
 class JobNotCancellable(Exception):
-    """The job already finished; the message says how."""
+    """The job already finished, or its provider could not be reached; the message says which."""
 
 
-@dataclass
-class _Running:
-    """What the scheduler keeps in memory about a job running at its provider."""
-
-    job_id: int
-    provider: str
-    user_id: int
-    task: TaskRef
-    accepted_at: datetime
-    next_poll: float
-    off_peak: bool
-    progress: float | None = None
-    provider_status: str | None = None
-    changed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    polls: int = 0
-    failures: int = 0
-    started: bool = False
+def attempt_key(job_key: str, attempt: int) -> str:
+    """The idempotency key of one definite send: a refused send is retried under a new key, while a send
+    whose outcome is unknown is looked up (or replayed) under the same one."""
+    return job_key if attempt <= 1 else f"{job_key}-{attempt}"
 
 
 class Tracker:
@@ -137,41 +132,28 @@ class Tracker:
         settings: TrackerSettings | None = None,
         *,
         clock: Clock = time.monotonic,
+        maintenance: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.providers = providers
         self.inputs = inputs
         self.settings = settings or TrackerSettings()
         self._clock = clock
+        self._maintenance = maintenance
+        #: This process's name on the leases it takes.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._subscribers: list[Subscriber] = []
-        #: Per provider, the queued job ids (order of arrival is in ``_arrival``).
-        self._queued: dict[str, dict[int, None]] = {}
-        self._arrival: dict[int, int] = {}
-        self._arrivals = itertools.count()
-        #: Who asked, for queued and submitting jobs: the queue is fair between people.
-        self._job_user: dict[int, int] = {}
-        self._order: dict[str, list[int]] = {}
-        #: Per provider, how many jobs each person with work there has had sent.
-        self._served: dict[str, Counter[int]] = {}
-        self._positions: dict[int, int] = {}
-        self._operations: dict[int, Operation] = {}
-        self._not_before: dict[int, float] = {}
-        self._submitting: dict[str, set[int]] = {}
-        self._running: dict[int, _Running] = {}
-        self._running_count: Counter[str] = Counter()
-        #: Per provider, (when, sequence, job id) of every scheduled poll; stale entries are skipped.
-        self._poll_heaps: dict[str, list[tuple[float, int, int]]] = {}
-        self._poll_sequence = itertools.count()
-        self._poll_slots: dict[str, asyncio.Semaphore] = {}
-        self._submit_times: dict[tuple[str, Operation], deque[float]] = {}
-        self._cooldown: dict[str, float] = {}
         self._wake = asyncio.Event()
+        self._work = TaskSet(on_done=self._wake.set)
         self._outbox: asyncio.Queue[Job] = asyncio.Queue()
-        self._background = TaskSet(on_done=lambda: self._wake.set())
         self._loop_task: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._stopping = False
-        self._next_deadline_check = 0.0
+        # Caches that can be thrown away: they only save the loop some reads.
+        self._polls_in_flight: Counter[str] = Counter()
+        self._blocked_until: dict[str, datetime | None] = {}
+        self._queues_changed: set[str] = set(providers)
+        self._next_maintenance = 0.0
         self.first_poll_at: float | None = None
         self.stats = TrackerStats()
 
@@ -182,45 +164,47 @@ class Tracker:
         self._subscribers.append(subscriber)
 
     async def start(self) -> None:
-        """Resume every unfinished job from the ledger and start scheduling."""
-        now = self._clock()
-        running: list[Job] = []
-        for job in await self.store.unfinished_jobs():
-            if job.state is JobState.QUEUED:
-                self._enqueue(job)
-            elif job.state is JobState.SUBMITTING:
-                self._submitting.setdefault(job.provider, set()).add(job.id)
-                self._background.spawn(self._recover(job.id), f"recover job {job.id}")
-            else:
-                running.append(job)
-        # The first check of resumed jobs is spread over one interval (the first at once), so that
-        # thousands of them do not fall due together and stay bunched up afterwards.
-        for index, job in enumerate(running):
-            self._track(job, next_poll=now + self.settings.poll_interval * index / len(running))
+        """Take up every unfinished job from the ledger and start scheduling."""
+        # The SQLite ledger belongs to one process: whatever a previous run held is free again.
+        await self.store.expire_leases()
+        for job in await self.store.jobs_of_other_providers(list(self.providers)):
+            with contextlib.suppress(InvalidTransition):
+                await self._finish(
+                    job,
+                    JobState.FAILED,
+                    ErrorKind.CREDENTIALS,
+                    f"{job.provider} is not configured on this bot any more, so the job was not followed.",
+                )
         for job in await self.store.undelivered_jobs():
-            self._outbox.put_nowait(job)
+            self._publish(job)
         self._publisher = asyncio.create_task(self._publish_forever(), name="tracker publisher")
         self._loop_task = asyncio.create_task(self._run(), name="tracker")
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop scheduling; sends in flight get ``grace`` seconds to finish, the rest resume at next start."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking new work; sends and polls in flight get the grace to finish, the rest resume at next start."""
         self._stopping = True
         self._wake.set()
         if self._loop_task is not None:
             await self._loop_task
-        await self._background.drain(grace)
+        await self._work.drain(self.settings.stop_grace if grace is None else grace)
         if self._publisher is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await self._outbox.join()
             self._publisher.cancel()
             await asyncio.gather(self._publisher, return_exceptions=True)
 
+    @property
+    def running(self) -> bool:
+        """Whether the scheduler loop is alive."""
+        return self._loop_task is not None and not self._loop_task.done()
+
     # What the Discord side calls.
 
-    async def enqueue(self, new: NewJob) -> Job:
-        """Record a new job and queue it."""
-        job = await self.store.create_job(new)
-        self._enqueue(job)
-        self._update_positions(job.provider)
-        self._wake.set()
+    async def enqueue(self, new: NewJob, *, admission: Admission | None = None) -> Job:
+        """Record a new job, queued; with ``admission``, only if the limits still allow it (LimitReached)."""
+        job = await self.store.create_job(new, admission=admission)
+        self._queue_changed(job.provider)
         return job
 
     async def mark_delivered(self, job_id: int) -> bool:
@@ -229,223 +213,130 @@ class Tracker:
 
     async def cancel(self, job_id: int) -> Job:
         """Cancel a job wherever it is. Raises JobNotCancellable when it already finished."""
-        job = await self._get(job_id)
-        if job.state.finished:
-            raise JobNotCancellable(f"Job {job_id} already ended ({job.state.value.replace('_', ' ')}).")
-        if job.state is JobState.QUEUED:
-            self._dequeue(job)
-            try:
-                return await self._finish(job, JobState.CANCELLED, ErrorKind.CANCELLED, "Cancelled before it was sent.")
-            except InvalidTransition:
-                job = await self._get(job_id)
-        if job.state is JobState.SUBMITTING:
-            # The send is in flight; the job is cancelled as soon as the provider answers.
-            await self.store.update_jobs({job.id: {"cancel_requested": True}})
-            return await self._get(job_id)
-        if job.state is JobState.RUNNING:
+        while True:
+            job = await self._get(job_id)
+            if job.state.finished:
+                raise JobNotCancellable(f"Job {job_id} already ended ({job.state.value.replace('_', ' ')}).")
+            if job.state is JobState.QUEUED:
+                try:
+                    cancelled = await self._finish(
+                        job,
+                        JobState.CANCELLED,
+                        ErrorKind.CANCELLED,
+                        "Cancelled before it was sent.",
+                        expect=JobState.QUEUED,
+                    )
+                except InvalidTransition:
+                    continue
+                self._queue_changed(job.provider)
+                return cancelled
+            if job.state is JobState.SUBMITTING:
+                # The send is in flight: its answer is cancelled at the provider as soon as it comes.
+                if await self.store.request_cancel(job_id):
+                    return await self._get(job_id)
+                continue
             return await self._cancel_running(job)
-        raise JobNotCancellable(f"Job {job_id} already ended ({job.state.value.replace('_', ' ')}).")
 
-    @property
-    def running(self) -> bool:
-        """Whether the scheduler loop is alive."""
-        return self._loop_task is not None and not self._loop_task.done()
-
-    # The scheduler.
+    # The loop.
 
     async def _run(self) -> None:
         while not self._stopping:
+            self._wake.clear()
+            dispatched = 0
             try:
-                self._dispatch_submits()
-                self._dispatch_polls()
-                await self._enforce_deadlines()
+                dispatched = await self._pass()
+                delay = await self._seconds_to_next_due()
             except Exception:
                 log.exception("The tracker's scheduling pass failed; it carries on")
-            delay = self._seconds_to_next_event()
-            self._wake.clear()
+                delay = 1.0
+            if delay <= 0 and not dispatched:
+                # Due work that could not be started (no free poll slot, no room): what frees it wakes us.
+                delay = 1.0
             if delay > 0 and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
-    def _seconds_to_next_event(self) -> float:
-        now = self._clock()
-        due = [self._next_deadline_check]
-        due += [heap[0][0] for heap in self._poll_heaps.values() if heap]
-        due += [moment for moment in self._not_before.values()]
-        due += [moment for moment in self._cooldown.values() if moment > now]
-        for (provider, _), times in self._submit_times.items():
-            if self._queued.get(provider) and times:
-                due.append(times[0] + 60)
-        return min(1.0, max(0.0, min(due) - now))
+    async def _pass(self) -> int:
+        dispatched = 0
+        for name, provider in self.providers.items():
+            if self._stopping:
+                break
+            dispatched += await self._dispatch_submits(name)
+            dispatched += await self._dispatch_checks(provider)
+            dispatched += await self._dispatch_polls(provider)
+        if self._clock() >= self._next_maintenance and not self._stopping:
+            every = min(self.settings.maintenance_interval, self.settings.queue_timeout.total_seconds() / 4)
+            self._next_maintenance = self._clock() + every
+            await self._expire_queue()
+            if self._maintenance is not None:
+                await self._maintenance()
+        for name in list(self._queues_changed):
+            self._queues_changed.discard(name)
+            await self._update_positions(name)
+        return dispatched
 
-    # Submitting.
+    async def _seconds_to_next_due(self) -> float:
+        due = await self.store.due_times(list(self.providers))
+        now = self.store.now()
+        moments = [now + timedelta(seconds=MAX_SLEEP)]
+        if due.checks is not None:
+            moments.append(due.checks)
+        for name, moment in due.queued.items():
+            if moment > now:
+                moments.append(moment)
+            elif (blocked := self._blocked_until.get(name)) is not None:
+                moments.append(blocked)
+            # Otherwise it waits for room at its provider, and a job leaving the provider wakes the loop.
+        wait = (min(moments) - now).total_seconds()
+        return max(0.0, min(wait, self._next_maintenance - self._clock()))
 
-    def _enqueue(self, job: Job, *, arrival: int | None = None) -> None:
-        self._queued.setdefault(job.provider, {})[job.id] = None
-        self._arrival[job.id] = next(self._arrivals) if arrival is None else arrival
-        self._job_user[job.id] = job.user_id
-        self._order.pop(job.provider, None)
-        self._operations[job.id] = Operation(job.operation)
-        if job.not_before is not None:
-            wait = (job.not_before - datetime.now(UTC)).total_seconds()
-            if wait > 0:
-                self._not_before[job.id] = self._clock() + wait
+    def _queue_changed(self, provider: str) -> None:
+        self._queues_changed.add(provider)
+        self._wake.set()
 
-    def _dequeue(self, job: Job) -> None:
-        self._queued.get(job.provider, {}).pop(job.id, None)
-        self._order.pop(job.provider, None)
-        self._arrival.pop(job.id, None)
-        self._job_user.pop(job.id, None)
-        self._not_before.pop(job.id, None)
-        self._positions.pop(job.id, None)
-        self._operations.pop(job.id, None)
+    # Sending.
 
-    def _dispatch_submits(self) -> None:
-        if self._stopping:
-            return
-        now = self._clock()
-        for provider_name, queue in self._queued.items():
-            if not queue or self._cooldown.get(provider_name, 0.0) > now:
-                continue
-            limits = self.settings.limits_for(provider_name)
-            busy = len(self._submitting.get(provider_name, ())) + self._running_count[provider_name]
-            room = limits.max_running - busy if limits.max_running is not None else len(queue)
-            started = False
-            for job_id in self._fair_order(provider_name):
-                if room <= 0:
-                    break
-                if self._not_before.get(job_id, 0.0) > now:
-                    continue
-                operation = self._operations[job_id]
-                if not self._take_submit_slot(provider_name, operation, limits, now):
-                    continue
-                del queue[job_id]
-                self._order.pop(provider_name, None)
-                self._served.setdefault(provider_name, Counter())[self._job_user.get(job_id, 0)] += 1
-                self._not_before.pop(job_id, None)
-                self._positions.pop(job_id, None)
-                self._operations.pop(job_id, None)
-                self._submitting.setdefault(provider_name, set()).add(job_id)
-                self._background.spawn(self._submit(job_id), f"submit job {job_id}")
-                room -= 1
-                started = True
-            if started:
-                self._update_positions(provider_name)
-
-    def _take_submit_slot(self, provider: str, operation: Operation, limits: ProviderLimits, now: float) -> bool:
-        cap = limits.submits_per_minute.get(operation)
-        if cap is None:
-            return True
-        times = self._submit_times.setdefault((provider, operation), deque())
-        while times and times[0] <= now - 60:
-            times.popleft()
-        if len(times) >= cap:
-            return False
-        times.append(now)
-        return True
-
-    def _fair_order(self, provider: str) -> list[int]:
-        """The provider's queue in the order it is served: round-robin between people.
-
-        A job's turn is how many jobs its owner already got sent to this provider in the current run of
-        their jobs, plus how many of their queued jobs are ahead of it; ties go to the earlier arrival.
-        One person's twenty jobs therefore never hold up everyone else.
-        """
-        cached = self._order.get(provider)
-        if cached is not None:
-            return cached
-        queued = sorted(self._queued.get(provider, {}), key=self._arrival.__getitem__)
-        present = {self._job_user.get(job_id, 0) for job_id in queued}
-        present.update(tracked.user_id for tracked in self._running.values() if tracked.provider == provider)
-        present.update(self._job_user.get(job_id, 0) for job_id in self._submitting.get(provider, ()))
-        served = self._served.setdefault(provider, Counter())
-        for user in set(served) - present:
-            # Someone with nothing left here starts afresh next time.
-            del served[user]
-        seen: Counter[int] = Counter()
-        keyed = []
-        for job_id in queued:
-            user = self._job_user.get(job_id, 0)
-            keyed.append((served[user] + seen[user], self._arrival[job_id], job_id))
-            seen[user] += 1
-        order = [job_id for _, _, job_id in sorted(keyed)]
-        self._order[provider] = order
-        return order
-
-    def _update_positions(self, provider: str) -> None:
-        changed: dict[int, dict[str, Any]] = {}
-        for position, job_id in enumerate(self._fair_order(provider), start=1):
-            if self._positions.get(job_id) != position:
-                self._positions[job_id] = position
-                changed[job_id] = {"queue_position": position}
-        if changed:
-            self._background.spawn(self._save_positions(changed), f"queue positions of {provider}")
-
-    async def _save_positions(self, changed: dict[int, dict[str, Any]]) -> None:
-        await self.store.update_jobs(changed)
-        for job in await self.store.get_jobs(list(changed)):
-            if job.state is JobState.QUEUED:
-                self._publish(job)
-
-    async def _submit(self, job_id: int) -> None:
-        provider_name = ""
-        try:
-            job = await self._get(job_id)
-            provider_name = job.provider
-            if job.state is not JobState.QUEUED:
-                return
-            if job.cancel_requested:
-                await self._finish(job, JobState.CANCELLED, ErrorKind.CANCELLED, "Cancelled before it was sent.")
-                return
-            provider = self.providers.get(job.provider)
-            if provider is None:
-                await self._finish(
-                    job,
-                    JobState.FAILED,
-                    ErrorKind.CREDENTIALS,
-                    f"{job.provider} is not configured on this bot any more, so the job was not sent.",
-                )
-                return
-            try:
-                request = self._request(job)
-            except InputMissing:
-                await self._finish(
-                    job,
-                    JobState.FAILED,
-                    ErrorKind.INVALID_REQUEST,
-                    "The input file is no longer kept; start a new job.",
-                )
-                return
-            try:
-                job = await self._move(
-                    job.id,
-                    JobState.SUBMITTING,
-                    expect={JobState.QUEUED},
-                    submitted_at=datetime.now(UTC),
-                    submit_attempts=job.submit_attempts + 1,
-                    queue_position=None,
-                    detail=f"sending to {provider.display_name} (attempt {job.submit_attempts + 1})",
-                )
-            except InvalidTransition:
-                return  # cancelled meanwhile
+    async def _dispatch_submits(self, name: str) -> int:
+        limits = self.settings.limits_for(name)
+        claim = await self.store.claim_submits(
+            name,
+            owner=self.owner,
+            lease=self.settings.lease,
+            max_running=limits.max_running,
+            per_minute={operation.value: cap for operation, cap in limits.submits_per_minute.items()},
+            limit=64,
+        )
+        self._blocked_until[name] = claim.blocked_until
+        for job in claim.jobs:
             self._publish(job)
-            try:
-                submission = await provider.submit(request, idempotency_key=job.key)
-            except SubmitOutcomeUnknown as exc:
-                log.warning("job %s: %s; reconciling", job.id, exc)
-                await self._reconcile(job, provider, request)
-                return
-            except ProviderError as exc:
-                await self._submit_refused(job, provider, exc)
-                return
-            await self._accept(job, submission)
-        finally:
-            if provider_name:
-                self._submitting.get(provider_name, set()).discard(job_id)
-                self._order.pop(provider_name, None)
-            if job_id not in self._queued.get(provider_name, {}):
-                self._job_user.pop(job_id, None)
-                self._arrival.pop(job_id, None)
+            self._work.spawn(self._send(job), f"send job {job.id}")
+        if claim.jobs:
+            self._queues_changed.add(name)
+        return len(claim.jobs)
+
+    async def _send(self, job: Job) -> None:
+        provider = self.providers[job.provider]
+        job = await self._get(job.id)
+        if job.cancel_requested:
+            await self._end(job, JobState.CANCELLED, ErrorKind.CANCELLED, "Cancelled before it was sent.")
+            return
+        try:
+            request = self._request(job)
+        except InputMissing:
+            await self._end(
+                job, JobState.FAILED, ErrorKind.INVALID_REQUEST, "The input file is no longer kept; start a new job."
+            )
+            return
+        try:
+            submission = await provider.submit(request, idempotency_key=attempt_key(job.key, job.submit_attempts))
+        except SubmitOutcomeUnknown as exc:
+            log.warning("job %s: %s; checking with %s", job.id, exc, provider.display_name)
+            await self._check_again(job, provider, soon=True)
+            return
+        except ProviderError as exc:
+            await self._submit_refused(job, provider, exc)
+            return
+        await self._accept(job, provider, submission)
 
     def _request(self, job: Job) -> GenerationRequest:
         return GenerationRequest(Operation(job.operation), job.params, self.inputs.load(job.media))
@@ -459,250 +350,268 @@ class Tracker:
             wait = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else None
             if wait is None:
                 wait = min(300.0, self.settings.poll_interval * 2 ** (job.submit_attempts - 1))
+            not_before = self.store.now() + timedelta(seconds=wait)
             if isinstance(exc, RateLimited):
-                self._cooldown[job.provider] = self._clock() + wait
-            await self._requeue(job, wait, f"{provider.display_name} is busy ({exc.message}); trying again")
+                await self.store.pause_provider(job.provider, not_before)
+            await self._requeue(job, not_before, f"{provider.display_name} is busy ({exc.message}); trying again")
             return
         if isinstance(exc, ModerationRejected):
-            await self._finish(
+            await self._end(
                 job, JobState.REJECTED, exc.kind, f"{provider.display_name}'s content review refused this input."
             )
             return
-        await self._finish(job, JobState.FAILED, exc.kind, _refusal_sentence(provider, exc))
+        await self._end(job, JobState.FAILED, exc.kind, _refusal_sentence(provider, exc))
 
-    async def _requeue(self, job: Job, wait: float, detail: str) -> None:
-        not_before = datetime.now(UTC) + timedelta(seconds=wait)
-        job = await self._move(
-            job.id, JobState.QUEUED, expect={JobState.SUBMITTING}, not_before=not_before, detail=detail
-        )
-        # Back at the place it first had: a refusal that passes costs no one their turn.
-        served = self._served.get(job.provider)
-        if served and served[job.user_id] > 0:
-            served[job.user_id] -= 1
-        self._enqueue(job, arrival=-1 - job.submit_attempts)
-        self._not_before[job.id] = self._clock() + wait
-        self._update_positions(job.provider)
+    async def _requeue(self, job: Job, not_before: datetime, detail: str) -> None:
+        try:
+            job = await self._move(
+                job.id,
+                JobState.QUEUED,
+                expect={JobState.SUBMITTING},
+                owner=self.owner,
+                not_before=not_before,
+                next_check_at=not_before,
+                # Back at the place it first had: a refusal that passes costs no one their turn.
+                queue_priority=-job.submit_attempts,
+                provider_status=None,
+                detail=detail,
+            )
+        except InvalidTransition:
+            return
         self._publish(job)
+        self._queue_changed(job.provider)
 
-    async def _accept(self, job: Job, submission: Submission) -> None:
-        accepted = datetime.now(UTC)
-        job = await self._move(
-            job.id,
-            JobState.RUNNING,
-            expect={JobState.SUBMITTING},
-            task_id=submission.task_id,
-            accepted_at=accepted,
-            credits=submission.credits,
-            detail=f"accepted as task {submission.task_id}",
-        )
-        self._track(job, next_poll=self._clock() + self.settings.poll_interval)
+    async def _accept(self, job: Job, provider: VideoProvider, submission: Submission) -> None:
+        now = self.store.now()
+        try:
+            job = await self._move(
+                job.id,
+                JobState.RUNNING,
+                expect={JobState.SUBMITTING},
+                owner=self.owner,
+                task_id=submission.task_id,
+                accepted_at=now,
+                credits=submission.credits,
+                provider_status=None,
+                next_check_at=now + timedelta(seconds=self.settings.poll_interval),
+                detail=f"accepted as task {submission.task_id}",
+            )
+        except InvalidTransition:
+            await self._accepted_too_late(job, provider, submission)
+            return
         self._publish(job)
         if job.cancel_requested:
-            await self._cancel_running(job)
+            with contextlib.suppress(JobNotCancellable):
+                await self._cancel_running(job)
 
-    async def _recover(self, job_id: int) -> None:
-        """A job left in ``submitting`` by a crash: find out what its send did."""
-        job = await self._get(job_id)
-        try:
-            provider = self.providers.get(job.provider)
-            if provider is None:
-                await self._finish(
-                    job,
-                    JobState.FAILED,
-                    ErrorKind.CREDENTIALS,
-                    f"{job.provider} is not configured any more, so the job's outcome cannot be checked.",
-                )
-                return
-            try:
-                request = self._request(job)
-            except InputMissing:
-                request = None
-            await self._reconcile(job, provider, request)
-        finally:
-            self._submitting.get(job.provider, set()).discard(job_id)
-
-    async def _reconcile(self, job: Job, provider: VideoProvider, request: GenerationRequest | None) -> None:
-        """Settle a send whose outcome is unknown by the provider's own rule (see its recover_submission)."""
-        since = job.submitted_at or job.created_at
-        for attempt in range(1, 6):
-            try:
-                if request is None:
-                    raise SubmitOutcomeUnknown(provider.display_name, "the input file is no longer kept")
-                found = await provider.recover_submission(request, idempotency_key=job.key, since=since)
-            except SubmitOutcomeUnknown:
-                await self._finish(
-                    job,
-                    JobState.FAILED,
-                    ErrorKind.UNAVAILABLE,
-                    f"The bot lost track of this job while sending it, and {provider.display_name} cannot tell "
-                    "whether it started; to avoid charging twice it was not sent again.",
-                )
-                return
-            except ProviderError as exc:
-                if not exc.retryable:
-                    await self._finish(job, JobState.FAILED, exc.kind, _refusal_sentence(provider, exc))
-                    return
-                log.warning("job %s: checking its send failed (%s); attempt %d", job.id, exc, attempt)
-                await asyncio.sleep(min(60.0, self.settings.poll_interval * attempt))
-                continue
-            if found is None:
-                await self._requeue(job, 0.0, f"{provider.display_name} has no task for this job; sending it again")
-            else:
-                await self._accept(job, found)
+    async def _accepted_too_late(self, job: Job, provider: VideoProvider, submission: Submission) -> None:
+        """The job moved on while its send was out (its lease ran out): the task must not run unwatched."""
+        current = await self._get(job.id)
+        if current.task_id == submission.task_id:
             return
-        await self._finish(
-            job,
-            JobState.FAILED,
-            ErrorKind.UNAVAILABLE,
-            f"{provider.display_name} could not be reached to check whether this job started; it was not sent again.",
+        log.warning(
+            "job %s: %s accepted task %s after the job had become %s; cancelling the task",
+            job.id,
+            provider.display_name,
+            submission.task_id,
+            current.state.value,
         )
+        if provider.can_cancel:
+            try:
+                await provider.cancel(TaskRef(submission.task_id, Operation(job.operation)))
+            except ProviderError as exc:
+                log.warning(
+                    "job %s: task %s could not be cancelled (%s); it may be charged", job.id, submission.task_id, exc
+                )
+
+    async def _dispatch_checks(self, provider: VideoProvider) -> int:
+        jobs = await self.store.claim_due(
+            provider.name,
+            JobState.SUBMITTING,
+            owner=self.owner,
+            lease=self.settings.lease,
+            limit=16,
+            horizon=timedelta(0),
+        )
+        for job in jobs:
+            self._work.spawn(self._check_send(job, provider), f"check the send of job {job.id}")
+        return len(jobs)
+
+    async def _check_send(self, job: Job, provider: VideoProvider) -> None:
+        """A send whose outcome is unknown (a lost answer, or a crash): find the task it made, by the
+        provider's own rule, over a window of minutes, before sending again."""
+        since = job.submitted_at or job.created_at
+        try:
+            request = self._request(job)
+            found = await provider.recover_submission(
+                request, idempotency_key=attempt_key(job.key, job.submit_attempts), since=since
+            )
+        except (SubmitOutcomeUnknown, InputMissing):
+            await self._end(
+                job,
+                JobState.FAILED,
+                ErrorKind.UNAVAILABLE,
+                f"The bot lost track of this job while sending it, and {provider.display_name} cannot tell "
+                "whether it started; to avoid charging twice it was not sent again.",
+            )
+            return
+        except ProviderError as exc:
+            if not exc.retryable:
+                await self._end(job, JobState.FAILED, exc.kind, _refusal_sentence(provider, exc))
+                return
+            log.warning("job %s: checking its send failed (%s)", job.id, exc)
+            await self._check_again(job, provider, soon=False)
+            return
+        if found is not None:
+            await self._accept(job, provider, found)
+        elif self.store.now() - since < self.settings.reconcile_window:
+            await self._check_again(job, provider, soon=False)
+        else:
+            await self._requeue(
+                job, self.store.now(), f"{provider.display_name} has no task for this job; sending it again"
+            )
+
+    async def _check_again(self, job: Job, provider: VideoProvider, *, soon: bool) -> None:
+        delay = self.settings.poll_interval if soon else self.settings.reconcile_interval
+        status = f"checking whether {provider.display_name} received it"
+        held = await self.store.release(
+            {
+                job.id: {
+                    "next_check_at": self.store.now() + timedelta(seconds=delay),
+                    "provider_status": status,
+                }
+            },
+            owner=self.owner,
+        )
+        if held and job.provider_status != status:
+            self._publish(await self._get(job.id))
 
     # Polling.
 
-    def _track(self, job: Job, *, next_poll: float) -> None:
-        assert job.task_id is not None
-        tracked = _Running(
-            job_id=job.id,
-            provider=job.provider,
-            user_id=job.user_id,
-            task=TaskRef(job.task_id, Operation(job.operation)),
-            accepted_at=job.accepted_at or job.updated_at,
-            next_poll=next_poll,
-            off_peak=bool(job.params.get("off_peak")),
-            progress=job.progress,
-            provider_status=job.provider_status,
-            changed_at=job.progress_at or job.accepted_at or job.updated_at,
-            started=job.started_at is not None,
+    async def _dispatch_polls(self, provider: VideoProvider) -> int:
+        size = max(1, provider.poll_batch_size)
+        # One request answers many tasks for a batching provider; otherwise a few are in flight.
+        slots = (2 if size > 1 else self.settings.max_polls_in_flight) - self._polls_in_flight[provider.name]
+        if slots <= 0:
+            return 0
+        # Tasks due soon ride along in a batch, so requests go out full instead of one per task.
+        horizon = timedelta(seconds=self.settings.poll_interval / 2 if size > 1 else 0)
+        jobs = await self.store.claim_due(
+            provider.name,
+            JobState.RUNNING,
+            owner=self.owner,
+            lease=self.settings.lease,
+            limit=slots * size,
+            horizon=horizon,
         )
-        if job.id not in self._running:
-            self._running_count[job.provider] += 1
-        self._running[job.id] = tracked
-        self._schedule(tracked, next_poll)
+        groups = [jobs[start : start + size] for start in range(0, len(jobs), size)]
+        for group in groups:
+            self._polls_in_flight[provider.name] += 1
+            self.stats.poll_rounds[provider.name] += 1
+            self._work.spawn(self._poll(provider, group), f"poll {provider.name}")
+        return len(groups)
 
-    def _untrack(self, job_id: int) -> _Running | None:
-        tracked = self._running.pop(job_id, None)
-        if tracked is not None:
-            self._running_count[tracked.provider] -= 1
-            self._order.pop(tracked.provider, None)
-        return tracked
-
-    def _schedule(self, tracked: _Running, at: float) -> None:
-        tracked.next_poll = at
-        heap = self._poll_heaps.setdefault(tracked.provider, [])
-        heapq.heappush(heap, (at, next(self._poll_sequence), tracked.job_id))
-
-    def _dispatch_polls(self) -> None:
-        if self._stopping:
-            return
-        now = self._clock()
-        for provider_name, heap in self._poll_heaps.items():
-            if not heap or heap[0][0] > now:
-                continue
-            provider = self.providers.get(provider_name)
-            # A batching provider answers many tasks per request: tasks due soon ride along, so that
-            # requests go out full instead of one per task as their due times spread out.
-            horizon = now + (self.settings.poll_interval / 2 if provider and provider.poll_batch_size > 1 else 0)
-            due: list[_Running] = []
-            while heap and heap[0][0] <= horizon:
-                at, _, job_id = heapq.heappop(heap)
-                tracked = self._running.get(job_id)
-                if tracked is None or tracked.next_poll != at:
-                    continue
-                # In flight: not due again until its answer schedules the next poll.
-                tracked.next_poll = math.inf
-                due.append(tracked)
-            if not due:
-                continue
-            if provider is None:
-                for tracked in due:
-                    self._schedule(tracked, now + self.settings.max_poll_interval)
-                continue
-            self.stats.poll_rounds[provider_name] += 1
-            self._background.spawn(self._poll_round(provider, due), f"poll {provider_name}")
-
-    async def _poll_round(self, provider: VideoProvider, due: list[_Running]) -> None:
+    async def _poll(self, provider: VideoProvider, group: list[Job]) -> None:
         if self.first_poll_at is None:
             self.first_poll_at = self._clock()
-        size = max(1, provider.poll_batch_size)
-        slots = self._poll_slots.get(provider.name)
-        if slots is None:
-            # One request answers many tasks for a batching provider; otherwise a few are in flight.
-            slots = asyncio.Semaphore(2 if size > 1 else self.settings.max_polls_in_flight)
-            self._poll_slots[provider.name] = slots
-        results: list[tuple[_Running, TaskStatus | ProviderError]] = []
-
-        async def query(group: list[_Running]) -> None:
-            async with slots:
-                self.stats.poll_requests[provider.name] += 1
-                self.stats.tasks_polled[provider.name] += len(group)
-                try:
-                    statuses = await provider.poll([tracked.task for tracked in group])
-                except ProviderError as exc:
-                    results.extend((tracked, exc) for tracked in group)
-                    return
-                results.extend(zip(group, statuses, strict=True))
-
+        self.stats.poll_requests[provider.name] += 1
+        self.stats.tasks_polled[provider.name] += len(group)
+        results: list[tuple[Job, TaskStatus | ProviderError]]
         try:
-            await asyncio.gather(*(query(due[start : start + size]) for start in range(0, len(due), size)))
+            statuses = await provider.poll([TaskRef(job.task_id or "", Operation(job.operation)) for job in group])
+            results = list(zip(group, statuses, strict=True))
+        except ProviderError as exc:
+            results = [(job, exc) for job in group]
         finally:
-            await self._apply(provider, results)
-            now = self._clock()
-            for tracked in due:
-                # Anything the answers did not reschedule (an unexpected error) is polled again later.
-                if tracked.next_poll == math.inf and tracked.job_id in self._running:
-                    self._schedule(tracked, now + self.settings.poll_interval)
+            self._polls_in_flight[provider.name] -= 1
+        await self._apply(provider, results)
 
-    async def _apply(
-        self, provider: VideoProvider, results: Sequence[tuple[_Running, TaskStatus | ProviderError]]
-    ) -> None:
-        now = self._clock()
-        wall = datetime.now(UTC)
-        updates: dict[int, dict[str, Any]] = {}
-        changed: list[int] = []
-        for tracked, outcome in results:
-            if tracked.job_id not in self._running:
-                continue
+    async def _apply(self, provider: VideoProvider, results: Sequence[tuple[Job, TaskStatus | ProviderError]]) -> None:
+        now = self.store.now()
+        releases: dict[int, dict[str, Any]] = {}
+        visible: list[int] = []
+        for job, outcome in results:
+            deadline = self._deadline(job)
             if isinstance(outcome, ProviderError):
-                tracked.failures += 1
-                self._schedule(tracked, now + min(300.0, self._interval(tracked, wall) * 2.0**tracked.failures))
-                log.warning("job %s: polling failed (%s)", tracked.job_id, outcome)
+                failures = job.poll_failures + 1
+                if now > deadline + self.settings.unreachable_grace:
+                    await self._time_out(
+                        job,
+                        provider,
+                        f"{provider.display_name} could not be reached to check this job past its deadline.",
+                    )
+                    continue
+                log.warning("job %s: polling failed (%s)", job.id, outcome)
+                wait = min(300.0, self._interval(job, now) * 2.0**failures)
+                releases[job.id] = {"poll_failures": failures, "next_check_at": now + timedelta(seconds=wait)}
                 continue
-            tracked.failures = 0
-            tracked.polls += 1
             if outcome.state.finished:
-                await self._finished_at_provider(tracked, provider, outcome)
+                await self._finished_at_provider(job, provider, outcome)
                 continue
-            fields: dict[str, Any] = {}
-            if outcome.progress is not None and outcome.progress != tracked.progress:
-                tracked.progress = outcome.progress
-                tracked.changed_at = wall
-                fields.update(progress=outcome.progress, progress_at=wall)
-            if outcome.provider_status != tracked.provider_status:
-                tracked.provider_status = outcome.provider_status
+            fields: dict[str, Any] = {"poll_failures": 0}
+            changed = False
+            progress_at = job.progress_at or job.accepted_at or now
+            if outcome.progress is not None and outcome.progress != job.progress:
+                fields.update(progress=outcome.progress, progress_at=now)
+                progress_at = now
+                changed = True
+            if outcome.provider_status != job.provider_status:
                 fields["provider_status"] = outcome.provider_status
-            if outcome.state is TaskState.RUNNING and not tracked.started:
-                tracked.started = True
-                fields["started_at"] = wall
-            if fields:
-                updates[tracked.job_id] = fields
-                changed.append(tracked.job_id)
-            self._schedule(tracked, now + self._interval(tracked, wall))
-        if updates:
-            await self.store.update_jobs(updates)
-            for job in await self.store.get_jobs(changed):
+                changed = True
+            if outcome.state is TaskState.RUNNING and job.started_at is None:
+                fields["started_at"] = now
+                changed = True
+            # Deadlines and stalls are judged only on an answer that came after they passed.
+            limits = self.settings.limits_for(job.provider)
+            if now > deadline:
+                await self._time_out(
+                    job,
+                    provider,
+                    f"{provider.display_name} did not finish within {_duration(deadline - (job.accepted_at or now))}, "
+                    "so the bot stopped waiting.",
+                )
+                continue
+            progress = outcome.progress if outcome.progress is not None else job.progress
+            if (
+                limits.stall is not None
+                and progress is not None
+                and not job.params.get("off_peak")
+                and now - progress_at > limits.stall
+            ):
+                await self._time_out(
+                    job,
+                    provider,
+                    f"{provider.display_name} made no progress for {_duration(limits.stall)} "
+                    f"(stuck at {progress:.0%}), so the bot stopped waiting.",
+                )
+                continue
+            next_check = min(now + timedelta(seconds=self._interval(job, now)), deadline)
+            if limits.stall is not None and progress is not None and not job.params.get("off_peak"):
+                next_check = min(next_check, max(now, progress_at + limits.stall))
+            fields["next_check_at"] = max(next_check, now)
+            releases[job.id] = fields
+            if changed:
+                visible.append(job.id)
+        held = set(await self.store.release(releases, owner=self.owner))
+        shown = [job_id for job_id in visible if job_id in held]
+        if shown:
+            for job in await self.store.get_jobs(shown):
                 self._publish(job)
 
-    def _interval(self, tracked: _Running, now: datetime) -> float:
-        if tracked.off_peak:
+    def _deadline(self, job: Job) -> datetime:
+        limits = self.settings.limits_for(job.provider)
+        span = limits.off_peak_deadline if job.params.get("off_peak") else limits.deadline
+        return (job.accepted_at or job.updated_at) + span
+
+    def _interval(self, job: Job, now: datetime) -> float:
+        if job.params.get("off_peak"):
             return self.settings.off_peak_poll_interval
-        age = (now - tracked.accepted_at).total_seconds()
-        base = self.settings.poll_interval
+        age = (now - (job.accepted_at or now)).total_seconds()
         # Long runs are checked less often: most of them take minutes, some take an hour.
         factor = 1 if age < 300 else 2 if age < 900 else 4
-        return min(self.settings.max_poll_interval, base * factor)
+        return min(self.settings.max_poll_interval, self.settings.poll_interval * factor)
 
-    async def _finished_at_provider(self, tracked: _Running, provider: VideoProvider, status: TaskStatus) -> None:
-        self._untrack(tracked.job_id)
+    async def _finished_at_provider(self, job: Job, provider: VideoProvider, status: TaskStatus) -> None:
         state = {
             TaskState.SUCCEEDED: JobState.SUCCEEDED,
             TaskState.REJECTED: JobState.REJECTED,
@@ -720,85 +629,59 @@ class Tracker:
             fields["progress"] = 1.0
         try:
             job = await self._move(
-                tracked.job_id,
+                job.id,
                 state,
                 expect={JobState.RUNNING},
+                owner=self.owner,
                 error_kind=status.error_kind.value if status.error_kind else None,
                 error_reason=status.error_reason,
                 detail=f"{provider.display_name} reported {status.provider_status or status.state.value}",
                 **fields,
             )
         except InvalidTransition:
-            return
+            return  # cancelled meanwhile: that answer is not news any more
         self._publish(job)
+        self._queue_changed(job.provider)
 
-    # Deadlines and cancel.
-
-    async def _enforce_deadlines(self) -> None:
-        now = self._clock()
-        if now < self._next_deadline_check:
-            return
-        self._next_deadline_check = now + 1.0
-        wall = datetime.now(UTC)
-        for tracked in list(self._running.values()):
-            limits = self.settings.limits_for(tracked.provider)
-            provider = self.providers.get(tracked.provider)
-            name = provider.display_name if provider else tracked.provider
-            deadline = limits.off_peak_deadline if tracked.off_peak else limits.deadline
-            if wall - tracked.accepted_at > deadline:
-                await self._time_out(
-                    tracked, f"{name} did not finish within {_duration(deadline)}, so the bot stopped waiting."
-                )
-            elif (
-                limits.stall is not None
-                and tracked.progress is not None
-                and not tracked.off_peak
-                and wall - tracked.changed_at > limits.stall
-            ):
-                await self._time_out(
-                    tracked,
-                    f"{name} made no progress for {_duration(limits.stall)} "
-                    f"(stuck at {tracked.progress:.0%}), so the bot stopped waiting.",
-                )
-        await self._expire_queue(wall)
-
-    async def _expire_queue(self, wall: datetime) -> None:
-        timeout = self.settings.queue_timeout
-        for queue in self._queued.values():
-            if not queue:
-                continue
-            oldest = await self.store.get_job(min(queue, key=self._arrival.__getitem__))
-            if oldest is None or wall - oldest.created_at <= timeout:
-                continue
-            self._dequeue(oldest)
-            with contextlib.suppress(InvalidTransition):
-                await self._finish(
-                    oldest,
-                    JobState.TIMED_OUT,
-                    None,
-                    f"The job waited in the queue for more than {_duration(timeout)}, so it was not sent.",
-                )
-
-    async def _time_out(self, tracked: _Running, reason: str) -> None:
-        self._untrack(tracked.job_id)
-        provider = self.providers.get(tracked.provider)
-        if provider is not None and provider.can_cancel:
+    async def _time_out(self, job: Job, provider: VideoProvider, reason: str) -> None:
+        if provider.can_cancel and job.task_id:
             try:
-                await provider.cancel(tracked.task)
+                await provider.cancel(TaskRef(job.task_id, Operation(job.operation)))
             except ProviderError as exc:
-                log.info("job %s: cancel after its deadline did not go through (%s)", tracked.job_id, exc)
-        job = await self._get(tracked.job_id)
-        with contextlib.suppress(InvalidTransition):
-            await self._finish(job, JobState.TIMED_OUT, None, reason)
+                log.info("job %s: cancel after its deadline did not go through (%s)", job.id, exc)
+        await self._end(job, JobState.TIMED_OUT, None, reason)
+
+    # Queue timeouts.
+
+    async def _expire_queue(self) -> None:
+        timeout = self.settings.queue_timeout
+        reason = f"The job waited in the queue for more than {_duration(timeout)}, so it was not sent."
+        for job in await self.store.expire_queued(self.store.now() - timeout, reason):
+            log.info("job %d: timed_out (%s)", job.id, reason)
+            self._publish(job)
+            self._queues_changed.add(job.provider)
+
+    async def _update_positions(self, provider: str) -> None:
+        changed = {
+            job_id: {"queue_position": position}
+            for position, (job_id, shown) in enumerate(await self.store.queue_order(provider), start=1)
+            if shown != position
+        }
+        if not changed:
+            return
+        await self.store.update_jobs(changed)
+        for job in await self.store.get_jobs(list(changed)):
+            if job.state is JobState.QUEUED:
+                self._publish(job)
+
+    # Cancel.
 
     async def _cancel_running(self, job: Job) -> Job:
-        tracked = self._untrack(job.id)
         provider = self.providers.get(job.provider)
         name = provider.display_name if provider else job.provider
-        task = tracked.task if tracked else TaskRef(job.task_id or "", Operation(job.operation))
         if provider is not None and provider.can_cancel:
             try:
-                await provider.cancel(task)
+                await provider.cancel(TaskRef(job.task_id or "", Operation(job.operation)))
                 reason = f"Cancelled; {name} stopped the job."
             except CancelNotPossible:
                 reason = (
@@ -806,10 +689,6 @@ class Tracker:
                     "The bot stopped tracking it."
                 )
             except ProviderError as exc:
-                if tracked is not None:
-                    self._running[job.id] = tracked
-                    self._running_count[tracked.provider] += 1
-                    self._schedule(tracked, self._clock())
                 raise JobNotCancellable(
                     f"{name} could not be reached to cancel job {job.id} ({exc.message}); try again in a minute."
                 ) from exc
@@ -819,16 +698,37 @@ class Tracker:
                 "The bot stopped tracking it."
             )
         try:
-            return await self._finish(job, JobState.CANCELLED, ErrorKind.CANCELLED, reason)
+            cancelled = await self._finish(
+                job, JobState.CANCELLED, ErrorKind.CANCELLED, reason, expect=JobState.RUNNING
+            )
         except InvalidTransition:
             return await self._get(job.id)
+        self._queue_changed(job.provider)
+        return cancelled
 
     # Helpers.
 
-    async def _finish(self, job: Job, state: JobState, kind: ErrorKind | None, reason: str) -> Job:
+    async def _end(self, job: Job, state: JobState, kind: ErrorKind | None, reason: str) -> None:
+        """Finish a job this process holds; if it lost the job meanwhile, whoever has it decides."""
+        with contextlib.suppress(InvalidTransition):
+            await self._finish(job, state, kind, reason, expect=job.state, owner=self.owner)
+            self._queue_changed(job.provider)
+
+    async def _finish(
+        self,
+        job: Job,
+        state: JobState,
+        kind: ErrorKind | None,
+        reason: str,
+        *,
+        expect: JobState | None = None,
+        owner: str | None = None,
+    ) -> Job:
         job = await self._move(
             job.id,
             state,
+            expect={expect} if expect is not None else None,
+            owner=owner,
             error_kind=kind.value if kind else None,
             error_reason=reason,
             detail=reason,
@@ -837,10 +737,17 @@ class Tracker:
         return job
 
     async def _move(
-        self, job_id: int, state: JobState, *, detail: str = "", expect: set[JobState] | None = None, **fields: Any
+        self,
+        job_id: int,
+        state: JobState,
+        *,
+        detail: str = "",
+        expect: set[JobState] | None = None,
+        owner: str | None = None,
+        **fields: Any,
     ) -> Job:
         """Every state change goes through here: the ledger records it, the log gets one line."""
-        job = await self.store.transition(job_id, state, detail=detail, expect=expect, **fields)
+        job = await self.store.transition(job_id, state, detail=detail, expect=expect, owner=owner, **fields)
         log.info("job %d: %s (%s)", job_id, state.value, detail)
         return job
 
@@ -856,12 +763,15 @@ class Tracker:
     async def _publish_forever(self) -> None:
         while True:
             job = await self._outbox.get()
-            for subscriber in self._subscribers:
-                try:
-                    await subscriber(job)
-                except Exception:
-                    error_id = secrets.token_hex(4)
-                    log.exception("job %s: a subscriber failed (error %s)", job.id, error_id)
+            try:
+                for subscriber in self._subscribers:
+                    try:
+                        await subscriber(job)
+                    except Exception:
+                        error_id = secrets.token_hex(4)
+                        log.exception("job %s: a subscriber failed (error %s)", job.id, error_id)
+            finally:
+                self._outbox.task_done()
 
 
 def _refusal_sentence(provider: VideoProvider, exc: ProviderError) -> str:

@@ -15,7 +15,7 @@ from discord import app_commands
 from bot.errors import UserError
 from bot.jobs import Requester
 from bot.limits import admit
-from bot.store import Job
+from bot.store import Admission, Job
 from providers import Capabilities, Operation
 from providers.media import VideoLimits, format_size
 
@@ -88,19 +88,22 @@ async def start_job(
     )
     if problems:
         raise UserError(" ".join(problems))
-    await admit_member(interaction, provider_name)
+    admission = await admit_member(interaction, provider_name)
     await interaction.response.defer(thinking=True)
     original = await interaction.original_response()
     data = await attachment.read()
-    job = await bot.jobs.create(requester(interaction, original.id), provider_name, operation, params, data)
+    job = await bot.jobs.create(
+        requester(interaction, original.id), provider_name, operation, params, data, admission=admission
+    )
     await bot.presenter.open_card(job)
     return job
 
 
-async def admit_member(interaction: discord.Interaction[Any], provider_name: str) -> None:
-    """The server's rules for who may start a job where (raises UserError before anything is created)."""
+async def admit_member(interaction: discord.Interaction[Any], provider_name: str) -> Admission:
+    """The server's rules for who may start a job where (raises UserError before anything is created);
+    returns the limits the job's write checks again."""
     bot = bot_of(interaction)
-    await admit(
+    return await admit(
         bot.store,
         bot.settings,
         user_id=interaction.user.id,

@@ -100,9 +100,9 @@ class CardActions:
             job = await find_job(interaction, job_id)
             self._check_owner(interaction, job, "restyle")
             bot = bot_of(interaction)
-            await admit_member(interaction, "hidream")
+            admission = await admit_member(interaction, "hidream")
             who = await start_card(interaction)
-            await bot.presenter.open_card(await bot.jobs.stylize(job, who, style))
+            await bot.presenter.open_card(await bot.jobs.stylize(job, who, style, admission=admission))
         except Exception as exc:
             await reply_error(interaction, exc)
 
@@ -114,9 +114,9 @@ class CardActions:
         if not reroll and (not job.state.finished or job.state is JobState.SUCCEEDED):
             raise UserError(f"Job {job.id} did not fail; use Reroll for another take.")
         bot = bot_of(interaction)
-        await admit_member(interaction, job.provider)
+        admission = await admit_member(interaction, job.provider)
         who = await start_card(interaction)
-        await bot.presenter.open_card(await bot.jobs.again(job, who, new_seed=reroll))
+        await bot.presenter.open_card(await bot.jobs.again(job, who, new_seed=reroll, admission=admission))
 
     async def _offer_styles(self, interaction: discord.Interaction[Any], job: Job) -> None:
         self._check_owner(interaction, job, "restyle")

@@ -3,24 +3,30 @@
 from bot.store.models import (
     FINISHED,
     UNFINISHED,
+    Admission,
     GuildSettings,
     InvalidTransition,
     Job,
     JobEvent,
     JobState,
+    LimitReached,
     NewJob,
+    Usage,
     can_transition,
 )
-from bot.store.store import Store, StoreError, Usage
+from bot.store.store import DueTimes, Store, StoreError
 
 __all__ = [
     "FINISHED",
     "UNFINISHED",
+    "Admission",
+    "DueTimes",
     "GuildSettings",
     "InvalidTransition",
     "Job",
     "JobEvent",
     "JobState",
+    "LimitReached",
     "NewJob",
     "Store",
     "StoreError",

@@ -124,6 +124,16 @@ class Job:
     token_expires_at: datetime | None
     upload_limit: int | None
     parent_id: int | None
+    #: When the scheduler next has work on the job (a send, a check, a poll); None once finished.
+    next_check_at: datetime | None = None
+    #: Who holds work on the job in flight, and until when; an expired lease may be taken over.
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    queue_priority: int = 0
+    delivery_attempts: int = 0
+    #: When the next announcement attempt is due; None for a pending delivery means it was given up.
+    delivery_next_at: datetime | None = None
+    announce_started_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -167,11 +177,47 @@ class Job:
             token_expires_at=_maybe_time(row["token_expires_at"]),
             upload_limit=row["upload_limit"],
             parent_id=row["parent_id"],
+            next_check_at=_maybe_time(row["next_check_at"]),
+            lease_owner=row["lease_owner"],
+            lease_until=_maybe_time(row["lease_until"]),
+            queue_priority=row["queue_priority"],
+            delivery_attempts=row["delivery_attempts"],
+            delivery_next_at=_maybe_time(row["delivery_next_at"]),
+            announce_started_at=_maybe_time(row["announce_started_at"]),
         )
 
     def __repr__(self) -> str:
         # The interaction token is a credential for 15 minutes: keep it out of logs and reprs.
         return f"Job(id={self.id}, provider={self.provider!r}, state={self.state.value!r}, task_id={self.task_id!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """How many jobs count against a member's and a server's limits."""
+
+    active: int
+    user_today: int
+    guild_today: int
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Limits checked inside the transaction that writes a new job (0: no limit)."""
+
+    day_start: datetime
+    active_per_user: int = 0
+    per_user_per_day: int = 0
+    per_guild_per_day: int = 0
+
+
+class LimitReached(Exception):
+    """Writing the job would break one of its Admission limits; nothing was written."""
+
+    def __init__(self, limit: str, usage: Usage) -> None:
+        super().__init__(f"limit {limit} reached")
+        #: "active", "user_day" or "guild_day".
+        self.limit = limit
+        self.usage = usage
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,19 +14,22 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from bot.store.models import (
+    Admission,
     GuildSettings,
     InvalidTransition,
     Job,
     JobEvent,
     JobState,
+    LimitReached,
     NewJob,
+    Usage,
     can_transition,
 )
 
@@ -56,17 +59,45 @@ UPDATABLE = frozenset(
         "not_before",
         "interaction_token",
         "token_expires_at",
+        "next_check_at",
+        "lease_owner",
+        "lease_until",
+        "queue_priority",
+        "delivery_attempts",
+        "delivery_next_at",
+        "announce_started_at",
     }
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """How many jobs count against a member's and a server's limits."""
+#: Submits per minute are counted over this rolling window.
+SUBMIT_WINDOW = timedelta(seconds=60)
 
-    active: int
-    user_today: int
-    guild_today: int
+
+@dataclass(frozen=True, slots=True)
+class SubmitClaim:
+    """Jobs claimed for sending, and when a per-minute cap next lets one more go (if that held them)."""
+
+    jobs: list[Job]
+    blocked_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DueTimes:
+    """The earliest moment of each kind of scheduled work."""
+
+    #: Polls of running jobs and checks of jobs being sent (including leases that run out).
+    checks: datetime | None
+    #: Per provider, the earliest queued job's moment.
+    queued: dict[str, datetime]
+    delivery: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    tokens: int
+    jobs: int
+    events: int
 
 
 class StoreError(Exception):
@@ -160,15 +191,21 @@ class Store:
 
     # Jobs.
 
-    async def create_job(self, new: NewJob) -> Job:
-        """Record a new job, queued."""
+    async def create_job(self, new: NewJob, *, admission: Admission | None = None) -> Job:
+        """Record a new job, queued and due at once.
+
+        With ``admission``, the member's and the server's usage is counted in the same transaction, so
+        that commands racing each other cannot all slip under a limit; raises LimitReached instead.
+        """
         now = self._stamp()
         async with self._transaction() as db:
+            if admission is not None:
+                await _admit(db, new, admission)
             cursor = await db.execute(
                 "INSERT INTO jobs (key, guild_id, channel_id, user_id, message_id, provider, operation, model,"
                 " params, media, state, created_at, updated_at, application_id, interaction_token,"
-                " token_expires_at, upload_limit, parent_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " token_expires_at, upload_limit, parent_id, next_check_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     new.key,
                     new.guild_id,
@@ -188,6 +225,7 @@ class Store:
                     _column_value(new.token_expires_at),
                     new.upload_limit,
                     new.parent_id,
+                    now,
                 ),
             )
             job_id = cursor.lastrowid
@@ -236,30 +274,41 @@ class Store:
         *,
         detail: str = "",
         expect: Iterable[JobState] | None = None,
+        owner: str | None = None,
         **fields: Any,
     ) -> Job:
         """Move a job to ``to_state`` and set ``fields``, recording the change as an event.
 
-        Raises InvalidTransition when the state machine refuses, or when ``expect`` is given and the
-        job is no longer in one of those states (someone else moved it first).
+        Raises InvalidTransition when the state machine refuses, when ``expect`` is given and the job
+        is no longer in one of those states (someone else moved it first), or when ``owner`` is given
+        and no longer holds the job's lease. Every transition releases the lease.
         """
         columns = _checked_columns(fields)
         now = self._stamp()
         async with self._transaction() as db:
-            rows = list(await db.execute_fetchall("SELECT state FROM jobs WHERE id = ?", (job_id,)))
+            rows = list(await db.execute_fetchall("SELECT state, lease_owner FROM jobs WHERE id = ?", (job_id,)))
             row = rows[0] if rows else None
             if row is None:
                 raise KeyError(job_id)
             current = JobState(row["state"])
             allowed = set(expect) if expect is not None else None
-            if not can_transition(current, to_state) or (allowed is not None and current not in allowed):
+            if (
+                not can_transition(current, to_state)
+                or (allowed is not None and current not in allowed)
+                or (owner is not None and row["lease_owner"] != owner)
+            ):
                 raise InvalidTransition(job_id, current, to_state)
-            values = dict(columns)
+            values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+            values.update(columns)
             values["state"] = to_state.value
             values["updated_at"] = now
+            if to_state is JobState.QUEUED:
+                values.setdefault("next_check_at", columns.get("not_before") or now)
             if to_state.finished:
                 values["finished_at"] = now
                 values["queue_position"] = None
+                values["next_check_at"] = None
+                values["delivery_next_at"] = now
             assignments = ", ".join(f"{name} = ?" for name in values)
             await db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))  # noqa: S608
             await _add_event(db, job_id, now, current, to_state, detail)
@@ -285,7 +334,8 @@ class Store:
         now = self._stamp()
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE jobs SET delivery = 'delivered', delivered_at = ?, updated_at = ?"
+                "UPDATE jobs SET delivery = 'delivered', delivered_at = ?, updated_at = ?,"
+                " lease_owner = NULL, lease_until = NULL, delivery_next_at = NULL"
                 " WHERE id = ? AND delivery = 'pending'"
                 " AND state IN ('succeeded', 'failed', 'rejected', 'cancelled', 'timed_out')",
                 (now, now, job_id),
@@ -295,6 +345,288 @@ class Store:
             job = await _fetch(db, job_id)
             await _add_event(db, job_id, now, job.state, job.state, "delivered")
             return True
+
+    # The scheduler's claims. Each one reads and writes in one transaction, so a job is worked on by
+    # one holder at a time; a lease that runs out lets anyone take the work over.
+
+    def now(self) -> datetime:
+        return self._now()
+
+    async def claim_submits(
+        self,
+        provider: str,
+        *,
+        owner: str,
+        lease: timedelta,
+        max_running: int | None,
+        per_minute: Mapping[str, int],
+        limit: int,
+    ) -> SubmitClaim:
+        """Move the due queued jobs the provider has room for to ``submitting``, in fair order, leased."""
+        now = self._now()
+        stamp = _column_value(now)
+        until = _column_value(now + lease)
+        async with self._transaction() as db:
+            paused = await _scalar(db, "SELECT paused_until FROM provider_state WHERE provider = ?", (provider,))
+            if paused is not None and paused > stamp:
+                return SubmitClaim([], datetime.fromisoformat(paused))
+            free = limit
+            if max_running is not None:
+                busy = await _scalar(
+                    db,
+                    "SELECT COUNT(*) FROM jobs WHERE provider = ? AND state IN ('submitting', 'running')",
+                    (provider,),
+                )
+                free = min(limit, max_running - int(busy or 0))
+                if free <= 0:
+                    return SubmitClaim([], None)
+            window_start = _column_value(now - SUBMIT_WINDOW)
+            used: dict[str, int] = {}
+            oldest: dict[str, str] = {}
+            for operation in per_minute:
+                rows = list(
+                    await db.execute_fetchall(
+                        "SELECT COUNT(*), MIN(submitted_at) FROM jobs"
+                        " WHERE provider = ? AND operation = ? AND submitted_at > ?",
+                        (provider, operation, window_start),
+                    )
+                )
+                used[operation] = int(rows[0][0])
+                if rows[0][1] is not None:
+                    oldest[operation] = rows[0][1]
+            candidates = await db.execute_fetchall(
+                _FAIR_ORDER + " WHERE q.next_check_at <= ? ORDER BY turn, q.queue_priority, last_sent, q.id LIMIT ?",
+                (provider, provider, window_start, stamp, free + sum(used.values()) + len(per_minute)),
+            )
+            picked: list[tuple[int, int]] = []
+            blocked: list[datetime] = []
+            for row in candidates:
+                operation = row["operation"]
+                cap = per_minute.get(operation)
+                if cap is not None and used.get(operation, 0) >= cap:
+                    if operation in oldest:
+                        blocked.append(datetime.fromisoformat(oldest[operation]) + SUBMIT_WINDOW)
+                    continue
+                used[operation] = used.get(operation, 0) + 1
+                picked.append((row["id"], row["submit_attempts"] + 1))
+                if len(picked) >= free:
+                    break
+            for job_id, attempt in picked:
+                await db.execute(
+                    "UPDATE jobs SET state = 'submitting', lease_owner = ?, lease_until = ?, next_check_at = ?,"
+                    " submitted_at = ?, submit_attempts = ?, queue_position = NULL, updated_at = ?"
+                    " WHERE id = ? AND state = 'queued'",
+                    (owner, until, until, stamp, attempt, stamp, job_id),
+                )
+                await _add_event(
+                    db, job_id, stamp, JobState.QUEUED, JobState.SUBMITTING, f"sending (attempt {attempt})"
+                )
+            jobs = [await _fetch(db, job_id) for job_id, _ in picked]
+            return SubmitClaim(jobs, min(blocked) if blocked and not jobs else None)
+
+    async def claim_due(
+        self, provider: str, state: JobState, *, owner: str, lease: timedelta, limit: int, horizon: timedelta
+    ) -> list[Job]:
+        """Lease the provider's jobs in ``state`` that are due (or due within ``horizon``), earliest first."""
+        now = self._now()
+        stamp = _column_value(now)
+        until = _column_value(now + lease)
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(
+                "SELECT id FROM jobs WHERE provider = ? AND state = ? AND next_check_at <= ?"
+                " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_check_at LIMIT ?",
+                (provider, state.value, _column_value(now + horizon), stamp, limit),
+            )
+            ids = [row["id"] for row in rows]
+            if not ids:
+                return []
+            marks = ", ".join("?" for _ in ids)
+            await db.execute(
+                f"UPDATE jobs SET lease_owner = ?, lease_until = ?, next_check_at = ? WHERE id IN ({marks})",  # noqa: S608
+                (owner, until, until, *ids),
+            )
+            return await _jobs_by_ids(db, ids, order="next_check_at")
+
+    async def release(self, updates: Mapping[int, Mapping[str, Any]], *, owner: str) -> list[int]:
+        """Set fields of jobs this owner holds and give their leases back; returns the ids it still held."""
+        if not updates:
+            return []
+        now = self._stamp()
+        held: list[int] = []
+        async with self._transaction() as db:
+            for job_id, fields in updates.items():
+                columns = _checked_columns(fields)
+                assignments = "".join(f"{name} = ?, " for name in columns)
+                cursor = await db.execute(
+                    f"UPDATE jobs SET {assignments}lease_owner = NULL, lease_until = NULL, updated_at = ?"  # noqa: S608
+                    " WHERE id = ? AND lease_owner = ?",
+                    (*columns.values(), now, job_id, owner),
+                )
+                if cursor.rowcount == 1:
+                    held.append(job_id)
+        return held
+
+    async def expire_leases(self) -> int:
+        """Make every lease run out now: for a ledger only this process uses, after a restart."""
+        now = self._stamp()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE jobs SET lease_until = ?, next_check_at = MIN(COALESCE(next_check_at, ?), ?)"
+                " WHERE lease_owner IS NOT NULL",
+                (now, now, now),
+            )
+            await db.execute(
+                "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, delivery_next_at = ?"
+                " WHERE lease_owner IS NOT NULL AND state IN ('succeeded', 'failed', 'rejected', 'cancelled',"
+                " 'timed_out') AND delivery = 'pending'",
+                (now,),
+            )
+            return int(cursor.rowcount)
+
+    async def pause_provider(self, provider: str, until: datetime) -> None:
+        """No submits to the provider before ``until`` (after it asked the bot to slow down)."""
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO provider_state (provider, paused_until) VALUES (?, ?)"
+                " ON CONFLICT (provider) DO UPDATE SET paused_until = excluded.paused_until",
+                (provider, _column_value(until)),
+            )
+
+    async def queue_order(self, provider: str) -> list[tuple[int, int | None]]:
+        """The provider's queued jobs in the order they will be sent, each with the position it shows."""
+        window_start = _column_value(self._now() - SUBMIT_WINDOW)
+        rows = await self._rows(
+            _FAIR_ORDER + " ORDER BY turn, q.queue_priority, last_sent, q.id", (provider, provider, window_start)
+        )
+        return [(row["id"], row["queue_position"]) for row in rows]
+
+    async def due_times(self, providers: Sequence[str]) -> DueTimes:
+        """When the scheduler next has something to do at these providers, per kind of work."""
+        marks = ", ".join("?" for _ in providers) or "NULL"
+        rows = await self._rows(
+            "SELECT provider, state, MIN(next_check_at) FROM jobs"  # noqa: S608
+            f" WHERE state IN ('queued', 'submitting', 'running') AND provider IN ({marks}) GROUP BY provider, state",
+            list(providers),
+        )
+        queued: dict[str, datetime] = {}
+        checks: list[datetime] = []
+        for provider, state, earliest in rows:
+            if earliest is None:
+                continue
+            moment = datetime.fromisoformat(earliest)
+            if state == JobState.QUEUED.value:
+                queued[provider] = moment
+            else:
+                checks.append(moment)
+        delivery = await self._rows(
+            "SELECT MIN(MAX(delivery_next_at, COALESCE(lease_until, delivery_next_at))) FROM jobs"
+            " WHERE delivery = 'pending' AND delivery_next_at IS NOT NULL"
+            " AND state IN ('succeeded', 'failed', 'rejected', 'cancelled', 'timed_out')"
+        )
+        announce = delivery[0][0]
+        return DueTimes(
+            checks=min(checks) if checks else None,
+            queued=queued,
+            delivery=datetime.fromisoformat(announce) if announce else None,
+        )
+
+    async def jobs_of_other_providers(self, providers: Sequence[str]) -> list[Job]:
+        """Unfinished jobs of providers not in ``providers`` (no longer configured)."""
+        marks = ", ".join("?" for _ in providers) or "NULL"
+        return await self._select(
+            "SELECT * FROM jobs WHERE state IN ('queued', 'submitting', 'running')"  # noqa: S608
+            f" AND provider NOT IN ({marks}) ORDER BY id",
+            list(providers),
+        )
+
+    async def request_cancel(self, job_id: int) -> bool:
+        """Ask for a job being sent to be cancelled once its send is answered; False if it is not being sent."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ? AND state = 'submitting'",
+                (self._stamp(), job_id),
+            )
+            return cursor.rowcount == 1
+
+    async def expire_queued(self, created_before: datetime, reason: str) -> list[Job]:
+        """End every job still queued that was created before ``created_before``."""
+        now = self._stamp()
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(
+                "SELECT id FROM jobs WHERE state = 'queued' AND created_at < ? ORDER BY id",
+                (_column_value(created_before),),
+            )
+            ended = []
+            for row in rows:
+                cursor = await db.execute(
+                    "UPDATE jobs SET state = 'timed_out', error_reason = ?, finished_at = ?, updated_at = ?,"
+                    " queue_position = NULL, next_check_at = NULL, delivery_next_at = ?"
+                    " WHERE id = ? AND state = 'queued'",
+                    (reason, now, now, now, row["id"]),
+                )
+                if cursor.rowcount == 1:
+                    await _add_event(db, row["id"], now, JobState.QUEUED, JobState.TIMED_OUT, reason)
+                    ended.append(await _fetch(db, row["id"]))
+            return ended
+
+    # Delivery: a claimed step of its own.
+
+    async def claim_deliveries(self, *, owner: str, lease: timedelta, limit: int) -> list[Job]:
+        """Lease finished jobs whose announcement is due, counting the attempt."""
+        now = self._now()
+        stamp = _column_value(now)
+        until = _column_value(now + lease)
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(
+                "SELECT id FROM jobs WHERE delivery = 'pending' AND delivery_next_at <= ?"
+                " AND state IN ('succeeded', 'failed', 'rejected', 'cancelled', 'timed_out')"
+                " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY delivery_next_at LIMIT ?",
+                (stamp, stamp, limit),
+            )
+            ids = [row["id"] for row in rows]
+            if not ids:
+                return []
+            marks = ", ".join("?" for _ in ids)
+            await db.execute(
+                f"UPDATE jobs SET lease_owner = ?, lease_until = ?, delivery_attempts = delivery_attempts + 1"  # noqa: S608
+                f" WHERE id IN ({marks})",
+                (owner, until, *ids),
+            )
+            return await _jobs_by_ids(db, ids, order="delivery_next_at")
+
+    async def delivery_failed(self, job_id: int, *, owner: str, retry_at: datetime | None, detail: str) -> None:
+        """An announcement attempt failed: try again at ``retry_at``, or never (None), recorded as an event."""
+        now = self._stamp()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, delivery_next_at = ?, updated_at = ?"
+                " WHERE id = ? AND lease_owner = ? AND delivery = 'pending'",
+                (_column_value(retry_at), now, job_id, owner),
+            )
+            if cursor.rowcount == 1:
+                state = JobState((await _fetch(db, job_id)).state)
+                await _add_event(db, job_id, now, state, state, detail)
+
+    # Retention.
+
+    async def prune(self, *, tokens_before: datetime, jobs_before: datetime | None) -> Pruned:
+        """Forget expired interaction tokens, and finished jobs (with their events) older than the cutoff."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE jobs SET interaction_token = NULL WHERE interaction_token IS NOT NULL AND token_expires_at < ?",
+                (_column_value(tokens_before),),
+            )
+            tokens = int(cursor.rowcount)
+            jobs = events = 0
+            if jobs_before is not None:
+                cutoff = _column_value(jobs_before)
+                old = "SELECT id FROM jobs WHERE finished_at < ? AND delivery = 'delivered'"
+                await db.execute(f"UPDATE jobs SET parent_id = NULL WHERE parent_id IN ({old})", (cutoff,))  # noqa: S608
+                cursor = await db.execute("DELETE FROM job_events WHERE at < ?", (cutoff,))
+                events = int(cursor.rowcount)
+                cursor = await db.execute(f"DELETE FROM jobs WHERE id IN ({old})", (cutoff,))  # noqa: S608
+                jobs = int(cursor.rowcount)
+            return Pruned(tokens=tokens, jobs=jobs, events=events)
 
     async def events(self, job_id: int) -> list[JobEvent]:
         rows = await self._rows("SELECT * FROM job_events WHERE job_id = ? ORDER BY id", (job_id,))
@@ -344,26 +676,13 @@ class Store:
             )
 
     async def usage(self, *, user_id: int, guild_id: int | None, since: datetime) -> Usage:
-        """Jobs that count against limits: running now, and started since ``since``.
+        """Jobs that count against limits: unfinished now, and started since ``since``.
 
         Jobs that failed, were refused by moderation, or were cancelled before the provider started
         them are given back and do not count.
         """
-        stamp = since.astimezone(UTC).isoformat(timespec="microseconds")
-        guild = guild_id if guild_id is not None else -1
-        rows = await self._rows(
-            "SELECT"
-            " COALESCE(SUM(user_id = ? AND state IN ('queued', 'submitting', 'running')), 0),"
-            " COALESCE(SUM(user_id = ? AND created_at >= ? AND counted), 0),"
-            " COALESCE(SUM(guild_id = ? AND created_at >= ? AND counted), 0)"
-            " FROM (SELECT user_id, guild_id, state, created_at,"
-            "   state NOT IN ('failed', 'rejected') AND NOT (state IN ('cancelled', 'timed_out')"
-            "   AND started_at IS NULL) AS counted"
-            " FROM jobs WHERE user_id = ? OR guild_id = ?)",
-            (user_id, user_id, stamp, guild, stamp, user_id, guild),
-        )
-        active, mine, server = (int(value) for value in rows[0])
-        return Usage(active=active, user_today=mine, guild_today=server)
+        async with self._lock:
+            return await _usage(self._db, user_id=user_id, guild_id=guild_id, since=_column_value(since))
 
     async def median_run_seconds(self, provider: str, model: str | None, *, recent: int = 50) -> float | None:
         """The median time from acceptance to success of the recent jobs of a provider and model."""
@@ -378,6 +697,60 @@ class Store:
             return None
         middle = len(values) // 2
         return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+#: The fair order of a provider's queue: a member's n-th queued job takes turn n, plus one for each of
+#: their jobs already out at the provider; ties go to whoever was sent a job least recently, then to the
+#: earlier job. One member's twenty jobs therefore never hold up everyone else.
+_FAIR_ORDER = (
+    "SELECT q.id, q.operation, q.submit_attempts, q.queue_position,"
+    " q.nth + COALESCE(b.busy, 0) AS turn, COALESCE(b.last_sent, '') AS last_sent"
+    " FROM (SELECT id, user_id, operation, submit_attempts, queue_position, queue_priority, next_check_at,"
+    "   ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY queue_priority, id) AS nth"
+    "   FROM jobs WHERE provider = ? AND state = 'queued') AS q"
+    " LEFT JOIN (SELECT user_id, SUM(state IN ('submitting', 'running')) AS busy, MAX(submitted_at) AS last_sent"
+    "   FROM jobs WHERE provider = ? AND (state IN ('submitting', 'running') OR submitted_at > ?)"
+    "   GROUP BY user_id) AS b ON b.user_id = q.user_id"
+)
+
+
+async def _scalar(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> Any:
+    rows = list(await db.execute_fetchall(sql, params))
+    return rows[0][0] if rows else None
+
+
+#: Jobs that count against a daily limit: not failed, refused, or ended before the provider started them.
+_USAGE = (
+    "SELECT"
+    " (SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN ('queued', 'submitting', 'running')),"
+    " (SELECT COUNT(*) FROM jobs WHERE user_id = ? AND created_at >= ? AND state NOT IN ('failed', 'rejected')"
+    "   AND NOT (state IN ('cancelled', 'timed_out') AND started_at IS NULL)),"
+    " (SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND created_at >= ? AND state NOT IN ('failed', 'rejected')"
+    "   AND NOT (state IN ('cancelled', 'timed_out') AND started_at IS NULL))"
+)
+
+
+async def _jobs_by_ids(db: aiosqlite.Connection, ids: Sequence[int], *, order: str) -> list[Job]:
+    marks = ", ".join("?" for _ in ids)
+    sql = f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY {order}, id"  # noqa: S608
+    return [Job.from_row(row) for row in await db.execute_fetchall(sql, ids)]
+
+
+async def _usage(db: aiosqlite.Connection, *, user_id: int, guild_id: int | None, since: str) -> Usage:
+    guild = guild_id if guild_id is not None else -1
+    rows = list(await db.execute_fetchall(_USAGE, (user_id, user_id, since, guild, since)))
+    active, mine, server = (int(value) for value in rows[0])
+    return Usage(active=active, user_today=mine, guild_today=server)
+
+
+async def _admit(db: aiosqlite.Connection, new: NewJob, admission: Admission) -> None:
+    usage = await _usage(db, user_id=new.user_id, guild_id=new.guild_id, since=_column_value(admission.day_start))
+    if admission.active_per_user and usage.active >= admission.active_per_user:
+        raise LimitReached("active", usage)
+    if admission.per_user_per_day and usage.user_today >= admission.per_user_per_day:
+        raise LimitReached("user_day", usage)
+    if new.guild_id is not None and admission.per_guild_per_day and usage.guild_today >= admission.per_guild_per_day:
+        raise LimitReached("guild_day", usage)
 
 
 def _checked_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
