@@ -113,7 +113,8 @@ class VideoProvider(ABC):
 
     @abstractmethod
     async def submit(self, request: GenerationRequest, *, idempotency_key: str) -> Submission:
-        """Send one job; the idempotency key is the job's own, stable across retries and restarts."""
+        """Send one job. The caller passes a new idempotency key for every definite attempt (the job key and the
+        attempt number) and the same key again only to replay a send whose outcome is unknown."""
 
     @abstractmethod
     async def poll(self, tasks: Sequence[TaskRef]) -> list[TaskStatus]:

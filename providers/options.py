@@ -39,6 +39,8 @@ class OptionSpec:
     required: bool = False
     #: What the provider uses when the option is left out, for display; None when it decides itself.
     default: OptionValue | None = None
+    #: Values read as one of the choices without being offered (old spellings, stored jobs).
+    aliases: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,12 @@ class Capabilities:
         return problems
 
     def resolve(self, params: Params) -> dict[str, OptionValue]:
-        """The given values, with each left-out option's default filled in where it has one."""
+        """The given values, aliases replaced by what they stand for, and each left-out option's default filled in."""
         resolved: dict[str, OptionValue] = {}
         for spec in self.options:
             value = params.get(spec.name, spec.default)
+            if isinstance(value, str):
+                value = spec.aliases.get(value, value)
             if value is not None:
                 resolved[spec.name] = value
         return resolved
@@ -100,7 +104,7 @@ class Capabilities:
 def _check_value(provider: str, spec: OptionSpec, value: OptionValue) -> str | None:
     if not _has_type(value, spec.type):
         return f"`{spec.name}` must be {_type_phrase(spec.type)}."
-    if spec.choices and value not in spec.choices:
+    if spec.choices and value not in spec.choices and value not in spec.aliases:
         allowed = ", ".join(str(choice) for choice in spec.choices)
         return f"`{spec.name}` must be one of {allowed} (you gave {value})."
     if isinstance(value, int | float) and not isinstance(value, bool):

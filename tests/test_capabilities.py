@@ -12,7 +12,9 @@ from providers.hidream.capabilities import STYLIZE
 from providers.options import Capabilities
 from providers.pixverse.capabilities import DURATIONS as PIXVERSE_DURATIONS
 from providers.pixverse.capabilities import IMAGE_TO_VIDEO as PIXVERSE
+from providers.vidu.capabilities import DURATIONS as VIDU_DURATIONS
 from providers.vidu.capabilities import IMAGE_TO_VIDEO as VIDU
+from providers.vidu.capabilities import MODEL_RESOLUTIONS as VIDU_RESOLUTIONS
 from providers.vidu.capabilities import audio_on
 
 
@@ -74,7 +76,7 @@ INVALID = [
     (PIXVERSE, params(prompt="p" * 2049), "`prompt` is 2,049 characters long but PixVerse accepts at most 2,048"),
     (PIXVERSE, params(prompt="p", negative_prompt="n" * 2049), "`negative_prompt` is 2,049 characters long"),
     (PIXVERSE, params(prompt="p", audio="yes"), "`audio` must be true or false."),
-    (PIXVERSE, params(prompt="p", style="noir"), "`style` must be one of anime, 3d_animation, day, cyberpunk, comic"),
+    (PIXVERSE, params(prompt="p", style="noir"), "`style` must be one of anime, 3d_animation, clay, cyberpunk, comic"),
     (PIXVERSE, params(prompt="p", lip_sync_text="x" * 141), "`lip_sync_text` is 141 characters long"),
     # PixVerse rules between options (seed 002).
     (PIXVERSE, params(prompt="p", model="v5", duration=10), "PixVerse v5 makes videos of 5 or 8 seconds"),
@@ -94,7 +96,12 @@ INVALID = [
     # Vidu (seed 004).
     (VIDU, params(), "Add `prompt`: Vidu needs it"),
     (VIDU, params(prompt="p" * 2001), "`prompt` is 2,001 characters long but Vidu accepts at most 2,000"),
-    (VIDU, params(prompt="p", model="vidu2"), "`model` must be one of viduq3-pro, viduq3-turbo, viduq2, viduq1"),
+    (
+        VIDU,
+        params(prompt="p", model="vidu2"),
+        "`model` must be one of viduq3-pro, viduq3-turbo, viduq2, viduq2-pro, viduq2-turbo, viduq2-pro-fast, "
+        "viduq1, viduq1-classic (you gave vidu2).",
+    ),
     (VIDU, params(prompt="p", duration=17), "`duration` must be between 1 and 16 (you gave 17)."),
     (VIDU, params(prompt="p", model="viduq2", duration=12), "Vidu viduq2 makes videos of 1 to 10 seconds"),
     (VIDU, params(prompt="p", model="viduq1", duration=8), "Vidu viduq1 makes videos of 5 seconds"),
@@ -176,3 +183,20 @@ def test_the_readme_documents_every_option() -> None:
         for spec in caps.options:
             assert f"| `{spec.name}`" in section, (caps.command, spec.name)
             assert spec.description in section
+
+
+@pytest.mark.parametrize("caps", [HIDREAM, STYLIZE, PIXVERSE, VIDU])
+def test_every_choice_list_fits_a_slash_command(caps: Capabilities) -> None:
+    for spec in caps.options:
+        assert len(spec.choices) <= 25, spec.name
+        assert len(spec.description) <= 100, spec.name
+
+
+def test_every_vidu_model_has_its_durations_and_resolutions() -> None:
+    models = VIDU.option("model").choices
+    assert set(models) >= {"viduq2-pro", "viduq2-turbo", "viduq2-pro-fast", "viduq1-classic"}
+    for model in models:
+        shortest, longest = VIDU_DURATIONS[str(model)]
+        for resolution in VIDU_RESOLUTIONS[str(model)]:
+            for duration in (shortest, longest):
+                assert VIDU.validate(params(prompt="p", model=model, duration=duration, resolution=resolution)) == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import logging
 import uuid
 
 import aiohttp
@@ -185,3 +187,110 @@ def test_sub_task_states_map_to_one_state(
     assert status.state is state
     assert status.error_kind is kind
     assert status.progress == progress
+
+
+async def test_v3_tasks_unknown_to_the_batch_are_found_on_their_own_results_endpoint(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FakeHiDream(api_key=HIDREAM_KEY, v3_results_only=True) as fake:
+        client = hidream_client(session, fake)
+        first = await client.submit(image_request(client), idempotency_key="a")
+        [status] = await client.poll([TaskRef(first.task_id)])
+        assert status.state in (TaskState.QUEUED, TaskState.RUNNING)
+        assert status.provider_status != "no sub-tasks"
+        # The wrong guess cost one batch request; from now on the client asks the v3 endpoint first.
+        assert (fake.route_count("batch_query"), fake.route_count("single_query")) == (1, 1)
+
+        second = await client.submit(image_request(client), idempotency_key="b")
+        for task in (first, second):
+            seen = await poll_until(client, TaskRef(task.task_id), lambda status: status.state.finished)
+            assert seen[-1].state is TaskState.SUCCEEDED
+        assert fake.route_count("batch_query") == 1
+        singles = fake.requests_for("single_query")
+        assert {r.path for r in singles} == {"/api-pub/gw/v3/video/img2video/async/results"}
+
+
+async def test_the_batch_stays_first_where_it_knows_the_tasks(hidream: HiDream, hidream_fake: FakeHiDream) -> None:
+    submission = await hidream.submit(image_request(hidream), idempotency_key="a")
+    seen = await poll_until(hidream, TaskRef(submission.task_id), lambda status: status.state.finished)
+    assert seen[-1].state is TaskState.SUCCEEDED
+    assert hidream_fake.route_count("single_query") == 0
+
+
+async def test_a_task_no_endpoint_lists_yet_costs_one_extra_request_and_changes_nothing(
+    hidream: HiDream, hidream_fake: FakeHiDream
+) -> None:
+    [status] = await hidream.poll([TaskRef("not-listed-yet")])
+    assert (status.state, status.provider_status) == (TaskState.QUEUED, "no sub-tasks")
+    assert (hidream_fake.route_count("batch_query"), hidream_fake.route_count("single_query")) == (1, 1)
+
+    submission = await hidream.submit(image_request(hidream), idempotency_key="a")
+    await hidream.poll([TaskRef(submission.task_id)])
+    assert (hidream_fake.route_count("batch_query"), hidream_fake.route_count("single_query")) == (2, 1)
+
+
+async def test_when_the_preferred_endpoint_stops_knowing_tasks_the_batch_is_tried_again(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FakeHiDream(api_key=HIDREAM_KEY, v3_results_only=True) as fake:
+        client = hidream_client(session, fake)
+        task = TaskRef((await client.submit(image_request(client), idempotency_key="a")).task_id)
+        await client.poll([task])
+        fake.v3_results_only = False
+        empty = {"code": 0, "result": {"task_id": task.task_id, "sub_task_results": []}}
+        fake.fail("single_query", "malformed", body=json.dumps(empty))
+        [status] = await client.poll([task])
+        assert status.provider_status != "no sub-tasks"
+        [status] = await client.poll([task])
+        assert status.provider_status != "no sub-tasks"
+    # batch (miss), single (hit), single (miss), batch (hit), batch (hit)
+    assert [r.route for r in fake.requests if r.route.endswith("query")] == [
+        "batch_query",
+        "single_query",
+        "single_query",
+        "batch_query",
+        "batch_query",
+    ]
+
+
+RECORDED_BATCH = {
+    "code": 0,
+    "message": None,
+    "request_id": None,
+    "result": [
+        {"task_id": "t-1", "sub_task_results": None},
+        {
+            "task_id": "t-2",
+            "sub_task_results": [
+                {
+                    "sub_task_id": None,
+                    "task_status": 1,
+                    "task_completion": None,
+                    "video": "https://media/v.mp4",
+                    "video_wm": None,
+                }
+            ],
+        },
+    ],
+}
+
+
+async def test_recorded_answers_full_of_nulls_are_read(hidream: HiDream, hidream_fake: FakeHiDream) -> None:
+    hidream_fake.fail("batch_query", "malformed", body=json.dumps(RECORDED_BATCH))
+    first, second = await hidream.poll([TaskRef("t-1"), TaskRef("t-2")])
+    assert first.state is TaskState.QUEUED
+    assert (second.state, second.video_url) == (TaskState.SUCCEEDED, "https://media/v.mp4")
+
+
+async def test_an_undocumented_status_is_running_with_one_warning(
+    hidream: HiDream, hidream_fake: FakeHiDream, caplog: pytest.LogCaptureFixture
+) -> None:
+    odd = {"code": 0, "result": [{"task_id": "t-1", "sub_task_results": [{"task_status": 9}]}]}
+    hidream_fake.fail("batch_query", "malformed", times=3, body=json.dumps(odd))
+    with caplog.at_level(logging.WARNING, logger="providers"):
+        for _ in range(3):
+            [status] = await hidream.poll([TaskRef("t-1")])
+            assert status.state is TaskState.RUNNING
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "9" in warnings[0].getMessage()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,10 +14,10 @@ import aiohttp
 import pytest
 
 from providers import ErrorKind, GenerationRequest, Operation, TaskRef, TaskState
-from providers.errors import CancelNotPossible, RateLimited
+from providers.errors import CancelNotPossible, InvalidRequest, RateLimited
 from providers.vidu import Vidu
-from providers.vidu.client import payload_for, task_status
-from providers.vidu.models import Creation, TaskCreations
+from providers.vidu.client import build_create_request, payload_for, task_status
+from providers.vidu.models import PAYLOAD_MAX_LENGTH, Creation, TaskCreations
 from tests.conftest import VIDU_KEY, image_bytes, poll_until, vidu_client
 from tests.fakes import FakeVidu, Outcome
 
@@ -223,3 +226,137 @@ def test_states_map_to_one_state(
     assert (status.state, status.error_kind) == (expected, kind)
     if expected is TaskState.SUCCEEDED:
         assert (status.video_url, status.cover_url) == ("https://v/1.mp4", "https://v/1.jpg")
+
+
+async def test_a_job_key_with_an_attempt_suffix_fits_and_is_found_by_that_key(vidu: Vidu, vidu_fake: FakeVidu) -> None:
+    since = datetime.now(UTC)
+    job_key = uuid.uuid4().hex
+    first = await vidu.submit(request(vidu), idempotency_key=f"{job_key}-1")
+    second = await vidu.submit(request(vidu), idempotency_key=f"{job_key}-2")
+    # Other jobs' keys that share a prefix must never match.
+    await vidu.submit(request(vidu), idempotency_key=f"{job_key}-12")
+
+    assert vidu_fake.tasks[second.task_id].body["payload"] == f"animate-bot:{job_key}-2"
+    assert len(payload_for(f"{job_key}-99")) <= PAYLOAD_MAX_LENGTH
+    found = await vidu.recover_submission(request(vidu), idempotency_key=f"{job_key}-2", since=since)
+    assert found is not None
+    assert found.task_id == second.task_id
+    found = await vidu.recover_submission(request(vidu), idempotency_key=f"{job_key}-1", since=since)
+    assert found is not None
+    assert found.task_id == first.task_id
+    assert await vidu.recover_submission(request(vidu), idempotency_key=f"{job_key}-3", since=since) is None
+
+
+RECORDED_CREATE = {
+    "task_id": "911045603801182208",
+    "type": "img2video",
+    "state": "created",
+    "model": "viduq2-pro",
+    "style": None,
+    "prompt": "a wave",
+    "images": None,
+    "duration": 5,
+    "seed": "12345",
+    "aspect_ratio": None,
+    "resolution": "720p",
+    "bgm": None,
+    "audio": None,
+    "movement_amplitude": None,
+    "created_at": "2026-01-20T04:01:53.504648743Z",
+    "credits": None,
+    "payload": None,
+    "cus_priority": None,
+    "off_peak": "false",
+    "watermark": None,
+    "is_rec": None,
+    "wm_position": 3,
+    "wm_url": None,
+    "meta_data": None,
+    "client_request_id": None,
+    "err_code": None,
+}
+RECORDED_CREATIONS = {
+    "id": "911045603801182208",
+    "state": "processing",
+    "err_code": None,
+    "credits": None,
+    "payload": None,
+    "bgm": None,
+    "off_peak": None,
+    "progress": "40",
+    "creations": None,
+    "created_at": None,
+}
+
+
+async def test_a_create_answer_full_of_nulls_is_accepted(vidu: Vidu, vidu_fake: FakeVidu) -> None:
+    vidu_fake.fail("create", "malformed", body=json.dumps(RECORDED_CREATE))
+    submission = await vidu.submit(request(vidu), idempotency_key="job")
+    assert submission.task_id == "911045603801182208"
+    assert submission.credits is None
+
+
+async def test_a_task_answer_full_of_nulls_is_read(vidu: Vidu, vidu_fake: FakeVidu) -> None:
+    vidu_fake.fail("creations", "malformed", body=json.dumps(RECORDED_CREATIONS))
+    [status] = await vidu.poll([TaskRef("911045603801182208")])
+    assert (status.state, status.progress, status.provider_status) == (TaskState.RUNNING, 0.4, "processing")
+
+    done = {
+        **RECORDED_CREATIONS,
+        "state": "success",
+        "creations": [
+            {"id": None, "url": "https://v/1.mp4", "cover_url": None, "watermarked_url": None, "video": None}
+        ],
+    }
+    vidu_fake.fail("creations", "malformed", body=json.dumps(done))
+    [status] = await vidu.poll([TaskRef("911045603801182208")])
+    assert (status.state, status.video_url, status.cover_url) == (TaskState.SUCCEEDED, "https://v/1.mp4", None)
+
+
+async def test_an_undocumented_state_is_running_with_one_warning(
+    vidu: Vidu, vidu_fake: FakeVidu, caplog: pytest.LogCaptureFixture
+) -> None:
+    odd = {"id": "1", "state": "scheduling"}
+    vidu_fake.fail("creations", "malformed", times=3, body=json.dumps(odd))
+    with caplog.at_level(logging.WARNING, logger="providers"):
+        for _ in range(3):
+            [status] = await vidu.poll([TaskRef("1")])
+            assert status.state is TaskState.RUNNING
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "scheduling" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("model", "duration", "resolution"),
+    [
+        ("viduq2-pro", 10, "540p"),
+        ("viduq2-turbo", 1, "1080p"),
+        ("viduq2-pro-fast", 7, "720p"),
+        ("viduq1-classic", 5, "1080p"),
+    ],
+)
+async def test_the_older_pages_models_are_offered_and_accepted(
+    vidu: Vidu, vidu_fake: FakeVidu, model: str, duration: int, resolution: str
+) -> None:
+    submission = await vidu.submit(
+        request(vidu, model=model, duration=duration, resolution=resolution), idempotency_key="job"
+    )
+    assert vidu_fake.tasks[submission.task_id].body["model"] == model
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({"model": "viduq2-pro-fast", "resolution": "540p"}, "Vidu viduq2-pro-fast renders at 720p or 1080p"),
+        ({"model": "viduq1-classic", "duration": 8}, "Vidu viduq1-classic makes videos of 5 seconds"),
+        ({"model": "viduq2-turbo", "duration": 11}, "Vidu viduq2-turbo makes videos of 1 to 10 seconds"),
+    ],
+)
+async def test_the_new_models_rules(vidu: Vidu, vidu_fake: FakeVidu, params: dict[str, Any], problem: str) -> None:
+    [found] = vidu.validate(Operation.IMAGE_TO_VIDEO, {"prompt": "p", **params})
+    assert found.startswith(problem)
+    # The fake refuses the same request when it is sent anyway.
+    body = build_create_request({"prompt": "p", **params}, request(vidu).media, "x")  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest):
+        await vidu.create(body)

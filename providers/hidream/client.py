@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
 import aiohttp
 from pydantic import SecretStr
 
+from providers.answers import UnknownStates
 from providers.base import (
     AccountCheck,
     GenerationRequest,
@@ -58,13 +60,21 @@ NAME = "HiDream"
 DEFAULT_BASE_URL = "https://www.hidreamai.com"
 #: Undocumented maximum; a batch of this many stays a small request.
 BATCH_SIZE = 50
+#: Single-task result queries one poll keeps in flight at once.
+MAX_PARALLEL_QUERIES = 8
 
 # HiDream publishes no error-code table, so a refusal's kind is read from its message.
 _MODERATION_WORDS = ("审核", "moderation", "review", "sensitive", "illegal", "violat", "nsfw")
 _CREDENTIAL_WORDS = ("token", "unauthor", "auth", "api key", "apikey", "登录", "鉴权")
 _LIMIT_WORDS = ("too many", "rate limit", "frequen", "concurren", "频繁", "并发", "限流")
 
+_DOCUMENTED_STATUSES = frozenset(SubTaskStatus)
+#: Undocumented, but HiDream's own client treats them as "still working" (notes §1 fact 6).
+_TRANSIENT_STATUSES = frozenset(range(-5, 0))
+
 _OPERATION_MODULE = {Operation.IMAGE_TO_VIDEO: Module.IMG2VIDEO, Operation.STYLIZE: Module.VIDEO_EDIT}
+#: The API version each module's submit uses (seeds 000 and 001); its results endpoint has the same one.
+_SUBMIT_VERSION = {Module.IMG2VIDEO: "v3", Module.VIDEO_EDIT: "v2", Module.TXT2VIDEO: "v3"}
 
 
 class HiDream(VideoProvider):
@@ -95,6 +105,10 @@ class HiDream(VideoProvider):
             retry=retry,
         )
         self.batch_size = batch_size
+        self._unknown_states = UnknownStates(NAME)
+        #: Operations whose tasks the batch query did not know but their own version's results endpoint did.
+        #: A cache of a guess: losing it costs one extra request per task, never a stuck job.
+        self._single_first: set[Operation] = set()
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key.get_secret_value()}", "Content-Type": "application/json"}
@@ -122,8 +136,8 @@ class HiDream(VideoProvider):
         )
 
     async def query(self, module: Module, task_id: str) -> TaskResult:
-        """Result of one task (the single-task query, notes §1 fact 1)."""
-        version = "v3" if module is Module.IMG2VIDEO else "v2"
+        """Result of one task from the results endpoint of the version its submit used (notes §1 fact 1)."""
+        version = _SUBMIT_VERSION[module]
         return await self._http.request(
             "GET",
             f"/api-pub/gw/{version}/video/{module.value}/async/results",
@@ -187,18 +201,61 @@ class HiDream(VideoProvider):
         )
 
     async def poll(self, tasks: Sequence[TaskRef]) -> list[TaskStatus]:
-        found: dict[tuple[Operation, str], TaskStatus] = {}
+        found: dict[tuple[Operation, str], TaskResult] = {}
         for operation in (Operation.IMAGE_TO_VIDEO, Operation.STYLIZE):
             ids = list(dict.fromkeys(task.task_id for task in tasks if task.operation is operation))
-            for start in range(0, len(ids), self.batch_size):
-                chunk = ids[start : start + self.batch_size]
-                for result in await self.query_batch(_OPERATION_MODULE[operation], chunk):
-                    found[(operation, result.task_id)] = task_status(result)
-        return [
-            found.get((task.operation, task.task_id))
-            or TaskStatus(task.task_id, TaskState.QUEUED, provider_status="not listed")
-            for task in tasks
-        ]
+            if ids:
+                for task_id, known in (await self._results(operation, ids)).items():
+                    found[(operation, task_id)] = known
+        statuses: list[TaskStatus] = []
+        for task in tasks:
+            result = found.get((task.operation, task.task_id))
+            if result is None:
+                # An unknown id and a task not yet listed look the same; the tracker's deadlines end either.
+                statuses.append(TaskStatus(task.task_id, TaskState.QUEUED, provider_status="no sub-tasks"))
+            else:
+                statuses.append(task_status(result, self._unknown_states))
+        return statuses
+
+    async def _results(self, operation: Operation, ids: list[str]) -> dict[str, TaskResult]:
+        """The tasks that some results endpoint knows, asking the one that knew such tasks last time first.
+
+        Seed 003 documents the v2 batch for img2video, but HiDream's own client polls the results endpoint
+        of the submit's version (v3 for img2video); whether v2 lists v3 tasks is unknown. A task the first
+        endpoint answers with no sub-tasks is asked of the other, and the one that knew it goes first next time.
+        """
+        module = _OPERATION_MODULE[operation]
+        single_first = operation in self._single_first
+        first, second = (self._singles, self._batches) if single_first else (self._batches, self._singles)
+        known = await first(module, ids)
+        missing = [task_id for task_id in ids if task_id not in known]
+        if missing:
+            also_known = await second(module, missing)
+            if also_known:
+                if single_first:
+                    self._single_first.discard(operation)
+                else:
+                    self._single_first.add(operation)
+                known.update(also_known)
+        return known
+
+    async def _batches(self, module: Module, ids: list[str]) -> dict[str, TaskResult]:
+        known: dict[str, TaskResult] = {}
+        for start in range(0, len(ids), self.batch_size):
+            for result in await self.query_batch(module, ids[start : start + self.batch_size]):
+                if result.sub_task_results:
+                    known[result.task_id] = result
+        return known
+
+    async def _singles(self, module: Module, ids: list[str]) -> dict[str, TaskResult]:
+        limit = asyncio.Semaphore(MAX_PARALLEL_QUERIES)
+
+        async def one(task_id: str) -> TaskResult:
+            async with limit:
+                return await self.query(module, task_id)
+
+        results = await asyncio.gather(*(one(task_id) for task_id in ids))
+        return {task_id: result for task_id, result in zip(ids, results, strict=True) if result.sub_task_results}
 
     async def check(self) -> AccountCheck:
         # A batch query for a task id that cannot exist costs nothing and needs a valid token.
@@ -216,8 +273,9 @@ def _unwrap(response: HttpResponse) -> Any:
     return envelope.result
 
 
-def task_status(result: TaskResult) -> TaskStatus:
-    """One neutral status from a task's sub-tasks (one per output; a video job has one)."""
+def task_status(result: TaskResult, unknown: Callable[[str], None] | None = None) -> TaskStatus:
+    """One neutral status from a task's sub-tasks (one per output; a video job has one); undocumented
+    status values are told to ``unknown``."""
     subs = result.sub_task_results
     if not subs:
         # An unknown id and a task not yet listed look the same; the tracker's deadlines end either.
@@ -255,6 +313,10 @@ def task_status(result: TaskResult) -> TaskStatus:
     if all(code == SubTaskStatus.WAITING for code in codes):
         return TaskStatus(result.task_id, TaskState.QUEUED, progress=0.0, provider_status=raw)
     # Processing, a mix, or the undocumented negative values the official client treats as transient.
+    if unknown is not None:
+        for code in codes:
+            if code not in _DOCUMENTED_STATUSES and code not in _TRANSIENT_STATUSES:
+                unknown(str(code))
     return TaskStatus(result.task_id, TaskState.RUNNING, progress=progress, provider_status=raw)
 
 

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from providers.answers import Answer
+
 Resolution = Literal["960*960", "1280*720", "720*1280"]
 RESOLUTIONS: tuple[Resolution, ...] = ("960*960", "1280*720", "720*1280")
 
@@ -87,15 +89,15 @@ class BatchQueryRequest(_Request):
     notify_url: str | None = None
 
 
-class SubmitResult(BaseModel):
+class SubmitResult(Answer):
     """``result`` of both submits."""
 
     task_id: str
     #: One sub-task per generated output.
-    sub_task_ids: list[str] = []
+    sub_task_ids: list[str] = Field(default_factory=list)
 
 
-class SubTaskResult(BaseModel):
+class SubTaskResult(Answer):
     """One generated output of a task."""
 
     sub_task_id: str = ""
@@ -108,18 +110,18 @@ class SubTaskResult(BaseModel):
     video_wm: str = ""
 
 
-class TaskResult(BaseModel):
+class TaskResult(Answer):
     """One task in a result query; ``sub_task_results`` is empty for an unknown task id."""
 
     task_id: str
-    sub_task_results: list[SubTaskResult] = []
+    sub_task_results: list[SubTaskResult] = Field(default_factory=list)
 
 
 class BatchResult(RootModel[list[TaskResult]]):
     """``result`` of the batch query: one entry per requested task id."""
 
 
-class Envelope(BaseModel):
+class Envelope(Answer):
     """The wrapper around every answer."""
 
     code: int

@@ -13,6 +13,7 @@ from providers.pixverse.models import (
     PROMPT_MAX_LENGTH,
     QUALITIES,
     SEED_MAX,
+    STYLE_ALIASES,
     STYLES,
 )
 
@@ -97,7 +98,7 @@ IMAGE_TO_VIDEO = Capabilities(
             choices=("normal", "fast"),
         ),
         OptionSpec("camera_movement", str, "A camera move (v4 and v4.5 only).", choices=CAMERA_MOVEMENTS),
-        OptionSpec("style", str, "A visual style.", choices=STYLES),
+        OptionSpec("style", str, "A visual style.", choices=STYLES, aliases=STYLE_ALIASES),
         OptionSpec("seed", int, "Seed for repeatable results (0 to 2147483647).", min_value=0, max_value=SEED_MAX),
         OptionSpec("negative_prompt", str, "What the video should avoid.", max_length=PROMPT_MAX_LENGTH),
         OptionSpec("audio", bool, "Generate sound with the video (v5.5, v5.6, v6, c1)."),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
 import aiohttp
 from pydantic import SecretStr
 
+from providers.answers import UnknownStates
 from providers.base import AccountCheck, GenerationRequest, Submission, TaskRef, TaskState, TaskStatus, VideoProvider
 from providers.errors import (
     CredentialsRefused,
@@ -21,6 +22,7 @@ from providers.errors import (
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    SubmitOutcomeUnknown,
 )
 from providers.http import (
     HttpResponse,
@@ -57,10 +59,11 @@ _UNAVAILABLE_CODES = {ErrCode.UPLOAD_FAILED, ErrCode.HIGH_LOAD, ErrCode.INTERNAL
 
 
 def trace_id_for(idempotency_key: str) -> str:
-    """The Ai-trace-id a job's generate request always carries.
+    """The Ai-trace-id of the generate sent under one idempotency key; the same key gives the same id.
 
-    PixVerse answers a repeated trace id with the earlier result instead of a new generation, so
-    resending a job's generate with its own trace id can never pay twice.
+    PixVerse answers a repeated trace id with the earlier answer instead of a new generation, so a
+    generate replayed under its key can never pay twice. The caller passes a new key for every definite
+    attempt (a refusal may be replayed too) and the same key only to replay a send whose outcome is unknown.
     """
     return str(uuid.uuid5(_TRACE_NAMESPACE, idempotency_key))
 
@@ -90,6 +93,7 @@ class PixVerse(VideoProvider):
             timeout=timeout,
             retry=retry,
         )
+        self._unknown_states = UnknownStates(NAME)
 
     def _headers(self, trace_id: str | None = None) -> dict[str, str]:
         return {"API-KEY": self._key.get_secret_value(), "Ai-trace-id": trace_id or str(uuid.uuid4())}
@@ -148,11 +152,17 @@ class PixVerse(VideoProvider):
     # The provider-neutral interface.
 
     async def submit(self, request: GenerationRequest, *, idempotency_key: str) -> Submission:
+        body = await self._upload_for(request)
+        return await self._generate_under(body, idempotency_key)
+
+    async def _upload_for(self, request: GenerationRequest) -> GenerateRequest:
         self._require_valid(request)
         assert isinstance(request.media, PreparedImage)
         params = self.capabilities[Operation.IMAGE_TO_VIDEO].resolve(request.params)
         uploaded = await self.upload_image(request.media)
-        body = build_generate_request(params, uploaded.img_id)
+        return build_generate_request(params, uploaded.img_id)
+
+    async def _generate_under(self, body: GenerateRequest, idempotency_key: str) -> Submission:
         created = await self.generate(body, trace_id=trace_id_for(idempotency_key))
         credits = created.credits if created.credits is not None else created.credit
         return Submission(task_id=str(created.video_id), credits=credits)
@@ -161,16 +171,27 @@ class PixVerse(VideoProvider):
         self, request: GenerationRequest, *, idempotency_key: str, since: datetime
     ) -> Submission | None:
         # Rule: PixVerse answers a generate that repeats an Ai-trace-id with the task that trace id already
-        # created. Sending the job again under its own trace id returns the first task if there was one,
-        # and otherwise creates the only one, so it is safe.
-        return await self.submit(request, idempotency_key=idempotency_key)
+        # created. Sending the job again under the same key (so the same trace id) returns the first task
+        # if there was one, and otherwise creates the only one, so it is safe. A refusal in PixVerse's own
+        # envelope (an ErrCode) proves that trace id created nothing: either the first answer was that
+        # refusal, replayed, or the first send never took effect. The job may then be sent again, under
+        # the new key of its next attempt.
+        body = await self._upload_for(request)
+        try:
+            return await self._generate_under(body, idempotency_key)
+        except SubmitOutcomeUnknown:
+            raise
+        except ProviderError as exc:
+            if exc.code is None or isinstance(exc, CredentialsRefused):
+                raise
+            return None
 
     async def poll(self, tasks: Sequence[TaskRef]) -> list[TaskStatus]:
         limit = asyncio.Semaphore(MAX_PARALLEL_QUERIES)
 
         async def one(task: TaskRef) -> TaskStatus:
             async with limit:
-                return task_status(await self.result(_video_id(task.task_id)))
+                return task_status(await self.result(_video_id(task.task_id)), self._unknown_states)
 
         return list(await asyncio.gather(*(one(task) for task in tasks)))
 
@@ -210,10 +231,11 @@ def build_generate_request(params: dict[str, Any], img_id: int) -> GenerateReque
     )
 
 
-def task_status(result: VideoResult) -> TaskStatus:
-    """A neutral status from a video result; unknown status values mean the video is still coming."""
+def task_status(result: VideoResult, unknown: Callable[[str], None] | None = None) -> TaskStatus:
+    """A neutral status from a video result; unknown status values (told to ``unknown``) mean the video is
+    still coming."""
     task_id = str(result.id)
-    raw = str(result.status)
+    raw = "" if result.status is None else str(result.status)
     if result.status == VideoStatus.SUCCEEDED:
         if not result.url:
             return TaskStatus(
@@ -256,6 +278,8 @@ def task_status(result: VideoResult) -> TaskStatus:
             provider_status=raw,
         )
     # 5 (waiting or generating) and anything undocumented: PixVerse does not tell queued from running.
+    if result.status != VideoStatus.GENERATING and unknown is not None:
+        unknown(raw)
     return TaskStatus(task_id, TaskState.RUNNING, provider_status=raw)
 
 

@@ -11,13 +11,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from providers.answers import Answer
+
 Model = Literal["v3.5", "v4", "v4.5", "v5", "v5.5", "v5.6", "v6", "c1"]
 MODELS: tuple[Model, ...] = ("v3.5", "v4", "v4.5", "v5", "v5.5", "v5.6", "v6", "c1")
 Quality = Literal["360p", "540p", "720p", "1080p"]
 QUALITIES: tuple[Quality, ...] = ("360p", "540p", "720p", "1080p")
 MotionMode = Literal["normal", "fast"]
 ThinkingType = Literal["enabled", "disabled", "auto"]
-STYLES = ("anime", "3d_animation", "day", "cyberpunk", "comic")
+#: The seed lists "day", a typo: PixVerse's MCP server and ComfyUI both list "clay" (notes §4).
+STYLES = ("anime", "3d_animation", "clay", "cyberpunk", "comic")
+#: Misspellings still read, with the style they stand for.
+STYLE_ALIASES = {"day": "clay"}
 CAMERA_MOVEMENTS = (
     "horizontal_left",
     "horizontal_right",
@@ -125,14 +130,14 @@ class GenerateRequest(BaseModel):
         return self
 
 
-class UploadImageResponse(BaseModel):
+class UploadImageResponse(Answer):
     """``Resp`` of POST /openapi/v2/image/upload."""
 
     img_id: int
     img_url: str = ""
 
 
-class GenerateResponse(BaseModel):
+class GenerateResponse(Answer):
     """``Resp`` of a generate call; the credits field is spelled both ways in the wild."""
 
     video_id: int
@@ -140,12 +145,12 @@ class GenerateResponse(BaseModel):
     credit: int | None = None
 
 
-class VideoResult(BaseModel):
+class VideoResult(Answer):
     """``Resp`` of GET /openapi/v2/video/result/{video_id}."""
 
     id: int
-    #: See VideoStatus; unknown values mean "keep polling".
-    status: int
+    #: See VideoStatus; unknown values (and none at all) mean "keep polling".
+    status: int | None = None
     url: str | None = None
     prompt: str | None = None
     negative_prompt: str | None = None
@@ -161,7 +166,7 @@ class VideoResult(BaseModel):
     credits: int | None = None
 
 
-class Balance(BaseModel):
+class Balance(Answer):
     """``Resp`` of GET /openapi/v2/account/balance."""
 
     account_id: int
@@ -169,7 +174,7 @@ class Balance(BaseModel):
     credit_package: int = 0
 
 
-class Envelope(BaseModel):
+class Envelope(Answer):
     """The wrapper around every answer."""
 
     ErrCode: int

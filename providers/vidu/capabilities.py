@@ -12,22 +12,32 @@ MB = 1024 * 1024
 DEFAULT_MODEL = "viduq2"
 SEED_MAX = 2147483647
 
-#: (shortest, longest) duration in seconds per model.
+#: (shortest, longest) duration in seconds per model. Sources: seed 004 for viduq3-*, viduq2 and viduq1;
+#: Vidu's older image-to-video page (mirrored in ZeoXel/SUNSTUDIO docs/vidu.md, notes §4) for the others.
 DURATIONS: dict[str, tuple[int, int]] = {
-    "viduq3-pro": (1, 16),
-    "viduq3-turbo": (1, 16),
-    "viduq2": (1, 10),
-    "viduq1": (5, 5),
+    "viduq3-pro": (1, 16),  # seed 004
+    "viduq3-turbo": (1, 16),  # seed 004
+    "viduq2": (1, 10),  # seed 004
+    "viduq2-pro": (1, 10),  # older page; seed 004's own example sends it
+    "viduq2-turbo": (1, 10),  # older page
+    "viduq2-pro-fast": (1, 10),  # older page
+    "viduq1": (5, 5),  # seed 004
+    "viduq1-classic": (5, 5),  # older page
 }
 MODEL_RESOLUTIONS: dict[str, tuple[str, ...]] = {
-    "viduq3-pro": ("540p", "720p", "1080p"),
-    "viduq3-turbo": ("540p", "720p", "1080p"),
-    "viduq2": ("540p", "720p", "1080p"),
-    "viduq1": ("1080p",),
+    "viduq3-pro": ("540p", "720p", "1080p"),  # seed 004
+    "viduq3-turbo": ("540p", "720p", "1080p"),  # seed 004
+    "viduq2": ("540p", "720p", "1080p"),  # seed 004
+    "viduq2-pro": ("540p", "720p", "1080p"),  # older page
+    "viduq2-turbo": ("540p", "720p", "1080p"),  # older page
+    "viduq2-pro-fast": ("720p", "1080p"),  # older page: no 540p
+    "viduq1": ("1080p",),  # seed 004
+    "viduq1-classic": ("1080p",),  # older page
 }
 #: Models that make sound by default; audio cannot be combined with off-peak.
 AUDIO_BY_DEFAULT = ("viduq3-pro", "viduq3-turbo")
-#: viduq2 ignores movement_amplitude, so asking for it would silently do nothing.
+#: viduq2 ignores movement_amplitude (seed 004), so asking for it would silently do nothing; the older page
+#: names no such limit for the viduq2-* models.
 NO_MOVEMENT_AMPLITUDE = ("viduq2",)
 
 IMAGE_LIMITS = ImageLimits(
@@ -76,7 +86,12 @@ IMAGE_TO_VIDEO = Capabilities(
         OptionSpec(
             "duration", int, "Length in seconds (q3: 1-16, q2: 1-10, q1: 5).", min_value=1, max_value=16, default=5
         ),
-        OptionSpec("resolution", str, "Output resolution (viduq1 is 1080p only).", choices=RESOLUTIONS),
+        OptionSpec(
+            "resolution",
+            str,
+            "Output resolution (q1 models: 1080p only; viduq2-pro-fast: no 540p).",
+            choices=RESOLUTIONS,
+        ),
         OptionSpec("movement_amplitude", str, "How much things move (not on viduq2).", choices=MOVEMENT_AMPLITUDES),
         OptionSpec(
             "seed", int, "Seed for repeatable results (0 picks one at random).", min_value=0, max_value=SEED_MAX

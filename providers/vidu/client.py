@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 import aiohttp
 from pydantic import SecretStr
 
+from providers.answers import UnknownStates
 from providers.base import AccountCheck, GenerationRequest, Submission, TaskRef, TaskState, TaskStatus, VideoProvider
 from providers.errors import (
     CancelNotPossible,
@@ -96,6 +97,7 @@ class Vidu(VideoProvider):
             timeout=timeout,
             retry=retry,
         )
+        self._unknown_states = UnknownStates(NAME)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"{self._scheme} {self._key.get_secret_value()}", "Content-Type": "application/json"}
@@ -213,7 +215,7 @@ class Vidu(VideoProvider):
 
         async def one(task: TaskRef) -> TaskStatus:
             async with limit:
-                return task_status(await self.creations(task.task_id))
+                return task_status(await self.creations(task.task_id), self._unknown_states)
 
         return list(await asyncio.gather(*(one(task) for task in tasks)))
 
@@ -258,8 +260,8 @@ def build_create_request(params: Params, image: PreparedImage, payload: str) -> 
     )
 
 
-def task_status(task: TaskCreations) -> TaskStatus:
-    """A neutral status from a task's creations answer."""
+def task_status(task: TaskCreations, unknown: Callable[[str], None] | None = None) -> TaskStatus:
+    """A neutral status from a task's creations answer; undocumented states are told to ``unknown``."""
     state = task.state
     if state in (State.CREATED, State.QUEUEING):
         return TaskStatus(task.id, TaskState.QUEUED, credits=task.credits, provider_status=state)
@@ -294,7 +296,10 @@ def task_status(task: TaskCreations) -> TaskStatus:
             provider_status=f"{state}:{task.err_code}" if task.err_code else state,
         )
     # processing, or a state the documents do not list: keep polling.
-    return TaskStatus(task.id, TaskState.RUNNING, credits=task.credits, provider_status=state)
+    if state != State.PROCESSING and unknown is not None:
+        unknown(state)
+    progress = None if task.progress is None else round(min(max(task.progress, 0.0), 100.0) / 100, 2)
+    return TaskStatus(task.id, TaskState.RUNNING, progress=progress, credits=task.credits, provider_status=state)
 
 
 def _failure_error(err_code: str) -> ProviderError:

@@ -11,8 +11,28 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Model = Literal["viduq3-pro", "viduq3-turbo", "viduq2", "viduq1"]
-MODELS: tuple[Model, ...] = ("viduq3-pro", "viduq3-turbo", "viduq2", "viduq1")
+from providers.answers import Answer
+
+Model = Literal[
+    "viduq3-pro",
+    "viduq3-turbo",
+    "viduq2",
+    "viduq2-pro",
+    "viduq2-turbo",
+    "viduq2-pro-fast",
+    "viduq1",
+    "viduq1-classic",
+]
+MODELS: tuple[Model, ...] = (
+    "viduq3-pro",
+    "viduq3-turbo",
+    "viduq2",
+    "viduq2-pro",
+    "viduq2-turbo",
+    "viduq2-pro-fast",
+    "viduq1",
+    "viduq1-classic",
+)
 Resolution = Literal["540p", "720p", "1080p"]
 RESOLUTIONS: tuple[Resolution, ...] = ("540p", "720p", "1080p")
 MovementAmplitude = Literal["auto", "small", "medium", "large"]
@@ -83,7 +103,7 @@ class Img2VideoRequest(BaseModel):
     callback_url: str | None = None
 
 
-class CreateResponse(BaseModel):
+class CreateResponse(Answer):
     """The created task (seed 004's response schema)."""
 
     task_id: str
@@ -92,7 +112,7 @@ class CreateResponse(BaseModel):
     model: str = ""
     style: str = ""
     prompt: str = ""
-    images: list[str] = []
+    images: list[str] = Field(default_factory=list)
     duration: int | None = None
     seed: int | None = None
     aspect_ratio: str = ""
@@ -112,18 +132,18 @@ class CreateResponse(BaseModel):
     err_code: str = ""
 
 
-class CreationVideoResolution(BaseModel):
+class CreationVideoResolution(Answer):
     width: int
     height: int
 
 
-class CreationVideo(BaseModel):
+class CreationVideo(Answer):
     duration: float | None = None
     fps: float | None = None
     resolution: CreationVideoResolution | None = None
 
 
-class Creation(BaseModel):
+class Creation(Answer):
     """One generated video; its URLs expire (1 to 24 h)."""
 
     id: str = ""
@@ -133,28 +153,31 @@ class Creation(BaseModel):
     video: CreationVideo | None = None
 
 
-class TaskCreations(BaseModel):
+class TaskCreations(Answer):
     """GET /ent/v2/tasks/{id}/creations, and one task of the task list."""
 
     id: str
-    state: str
+    #: See State; an undocumented value (or none) means "keep polling".
+    state: str = ""
     err_code: str = ""
+    #: Percent done, where Vidu reports it (ComfyUI reads it; not in the seed).
+    progress: float | None = None
     credits: int | None = None
     payload: str = ""
     bgm: bool | None = None
     off_peak: bool | None = None
-    creations: list[Creation] = []
+    creations: list[Creation] = Field(default_factory=list)
     created_at: str = ""
 
 
-class TaskList(BaseModel):
+class TaskList(Answer):
     """GET /ent/v2/tasks."""
 
-    tasks: list[TaskCreations] = []
+    tasks: list[TaskCreations] = Field(default_factory=list)
     next_page_token: str = ""
 
 
-class CreditRemain(BaseModel):
+class CreditRemain(Answer):
     type: str
     credit_remain: int = 0
     concurrency_limit: int | None = None
@@ -162,17 +185,17 @@ class CreditRemain(BaseModel):
     queue_count: int | None = None
 
 
-class Credits(BaseModel):
+class Credits(Answer):
     """GET /ent/v2/credits."""
 
-    remains: list[CreditRemain] = []
-    packages: list[object] = []
+    remains: list[CreditRemain] = Field(default_factory=list)
+    packages: list[object] = Field(default_factory=list)
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Answer):
     """The body of every error answer."""
 
     code: int | None = None
     reason: str = ""
     message: str = ""
-    metadata: dict[str, object] = {}
+    metadata: dict[str, object] = Field(default_factory=dict)

@@ -110,6 +110,7 @@ class FakeHiDream(FakeProvider):
         record: bool = True,
         rate_per_minute: int | None = None,
         max_batch: int = 100,
+        v3_results_only: bool = False,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -122,6 +123,10 @@ class FakeHiDream(FakeProvider):
         )
         self.rate_per_minute = rate_per_minute
         self.max_batch = max_batch
+        #: Whether tasks created on v3 (img2video) are known only to the v3 results endpoint, as HiDream's own
+        #: client suggests by polling the results endpoint of the submit's version; the v2 batch and the v2
+        #: single query then answer them with an empty ``sub_task_results``, as for an unknown id.
+        self.v3_results_only = v3_results_only
         self._recent_submits: deque[float] = deque()
         self._route("POST", "/api-pub/gw/v3/video/img2video/async", "submit_img2video", self._submit_img2video)
         self._route("POST", "/api-pub/gw/v2/video/video_edit/async", "submit_video_edit", self._submit_video_edit)
@@ -212,7 +217,8 @@ class FakeHiDream(FakeProvider):
         task_id = str(uuid.uuid4())
         sub_task_id = str(uuid.uuid4())
         width, height = (int(side) for side in str(body.get("resolution", "1280*720")).split("*"))
-        info = {"module": module, "sub_task_id": sub_task_id, "width": width, "height": height}
+        version = "v3" if module == "img2video" else "v2"
+        info = {"module": module, "version": version, "sub_task_id": sub_task_id, "width": width, "height": height}
         self._create_task(task_id, body, info=info)
         self._recent_submits.append(call.at)
         return self._envelope(call, {"task_id": task_id, "sub_task_ids": [sub_task_id]})
@@ -235,9 +241,10 @@ class FakeHiDream(FakeProvider):
     def _native_status(self, task: Task, now: float) -> int:
         return STATUS[task.phase(now)]
 
-    def _task_result(self, task_id: str, module: str, now: float) -> dict[str, Any]:
+    def _task_result(self, task_id: str, module: str, version: str, now: float) -> dict[str, Any]:
         task = self.tasks.get(task_id)
-        if task is None or task.info["module"] != module:
+        hidden = self.v3_results_only and task is not None and task.info["version"] == "v3" and version != "v3"
+        if task is None or task.info["module"] != module or hidden:
             return {"task_id": task_id, "sub_task_results": []}
         return {"task_id": task_id, "sub_task_results": [self._sub_task_result(task, now)]}
 
@@ -257,11 +264,12 @@ class FakeHiDream(FakeProvider):
             return self._envelope(call, None, code=INVALID_PARAM, message="notify_url must be a string")
         module = call.request.match_info["module"]
         now = self.clock()
-        return self._envelope(call, [self._task_result(task_id, module, now) for task_id in ids])
+        return self._envelope(call, [self._task_result(task_id, module, "v2", now) for task_id in ids])
 
     async def _single(self, call: Call) -> web.StreamResponse:
         task_id = call.request.query.get("task_id")
         if not task_id:
             return self._envelope(call, None, code=INVALID_PARAM, message="task_id is required")
         module = call.request.match_info["module"]
-        return self._envelope(call, self._task_result(task_id, module, self.clock()))
+        version = call.request.match_info["version"]
+        return self._envelope(call, self._task_result(task_id, module, version, self.clock()))

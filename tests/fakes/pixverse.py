@@ -57,7 +57,8 @@ CAMERA_MOVES: Final = frozenset(
         "fix_bg",
     }
 )
-STYLES: Final = frozenset({"anime", "3d_animation", "day", "cyberpunk", "comic"})
+# The seed's "day" is a typo for "clay" (PixVerse-MCP and ComfyUI list clay), so "day" is refused.
+STYLES: Final = frozenset({"anime", "3d_animation", "clay", "cyberpunk", "comic"})
 THINKING: Final = frozenset({"enabled", "disabled", "auto"})
 STATUS: Final = {"waiting": 5, "processing": 5, "success": 1, "deleted": 6, "moderation": 7, "failed": 8}
 UPLOAD_FORMATS: Final = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
@@ -205,6 +206,7 @@ class FakePixVerse(FakeProvider):
         credit_monthly: int = 1000,
         credit_package: int = 100_000,
         trace_cache_size: int = 100_000,
+        replay_refusals: bool = False,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -221,6 +223,10 @@ class FakePixVerse(FakeProvider):
         self.credit_monthly = credit_monthly
         self.credit_package = credit_package
         self.trace_cache_size = trace_cache_size
+        #: Whether a generate that repeats a refused trace id gets the same refusal again. PixVerse replays
+        #: the earlier answer to a reused trace id; whether that includes refusals is not documented.
+        self.replay_refusals = replay_refusals
+        self._refusals: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
         self.uploads: dict[int, Upload] = {}
         self._image_ids = itertools.count(388412905701376)
         self._video_ids = itertools.count(391504480090022)
@@ -247,12 +253,17 @@ class FakePixVerse(FakeProvider):
     ) -> web.Response:
         body = dump_json({"ErrCode": code, "ErrMsg": message, "Resp": resp})
         trace = call.request.headers.get("Ai-trace-id")
+        if trace and code != 0 and code != INVALID_KEY and call.route == "generate":
+            self._remember(self._refusals, trace, (status, body))
         if remember and trace:
-            self._responses[trace] = (status, body)
-            self._responses.move_to_end(trace)
-            if len(self._responses) > self.trace_cache_size:
-                self._responses.popitem(last=False)
+            self._remember(self._responses, trace, (status, body))
         return web.Response(body=body, status=status, headers=headers, content_type="application/json")
+
+    def _remember(self, answers: OrderedDict[str, tuple[int, bytes]], trace: str, answer: tuple[int, bytes]) -> None:
+        answers[trace] = answer
+        answers.move_to_end(trace)
+        if len(answers) > self.trace_cache_size:
+            answers.popitem(last=False)
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("API-KEY") == self.api_key
@@ -263,6 +274,11 @@ class FakePixVerse(FakeProvider):
     def _precheck(self, call: Call) -> web.Response | None:
         if not call.request.headers.get("Ai-trace-id", "").strip():
             return self._reply(call, None, code=EMPTY_PARAM, message="Ai-trace-id header is required", remember=False)
+        if self.replay_refusals and call.route == "generate":
+            refused = self._refusals.get(call.request.headers["Ai-trace-id"])
+            if refused is not None:
+                status, body = refused
+                return web.Response(body=body, status=status, content_type="application/json")
         return None
 
     def _render_fault(self, call: Call, fault: Fault) -> web.Response:

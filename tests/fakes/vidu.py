@@ -54,14 +54,28 @@ FIELDS: Final = frozenset(
     }
 )
 REQUIRED: Final = ("model", "prompt", "images")
-DURATIONS: Final = {"viduq3-pro": (1, 16), "viduq3-turbo": (1, 16), "viduq2": (1, 10), "viduq1": (5, 5)}
+# Seed 004, plus the models of Vidu's older image-to-video page (ZeoXel/SUNSTUDIO docs/vidu.md).
+DURATIONS: Final = {
+    "viduq3-pro": (1, 16),
+    "viduq3-turbo": (1, 16),
+    "viduq2": (1, 10),
+    "viduq2-pro": (1, 10),
+    "viduq2-turbo": (1, 10),
+    "viduq2-pro-fast": (1, 10),
+    "viduq1": (5, 5),
+    "viduq1-classic": (5, 5),
+}
 RESOLUTIONS: Final = {
     "viduq3-pro": ("540p", "720p", "1080p"),
     "viduq3-turbo": ("540p", "720p", "1080p"),
     "viduq2": ("540p", "720p", "1080p"),
+    "viduq2-pro": ("540p", "720p", "1080p"),
+    "viduq2-turbo": ("540p", "720p", "1080p"),
+    "viduq2-pro-fast": ("720p", "1080p"),
     "viduq1": ("1080p",),
+    "viduq1-classic": ("1080p",),
 }
-DEFAULT_RESOLUTION: Final = {"viduq3-pro": "720p", "viduq3-turbo": "720p", "viduq2": "720p", "viduq1": "1080p"}
+DEFAULT_RESOLUTION: Final = {model: "1080p" if model.startswith("viduq1") else "720p" for model in DURATIONS}
 AMPLITUDES: Final = frozenset({"auto", "small", "medium", "large"})
 DATA_URI_HEADS: Final = frozenset(f"data:image/{kind};base64" for kind in ("png", "jpeg", "jpg", "webp"))
 IMAGE_FORMATS: Final = frozenset({"PNG", "JPEG", "WEBP"})
