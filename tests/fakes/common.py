@@ -31,7 +31,7 @@ Handler = Callable[["Call"], Awaitable[web.StreamResponse]]
 OUTCOME_KINDS: Final = frozenset({"success", "failed", "moderation", "stall", "deleted"})
 FAULT_PARAMS: Final[Mapping[str, frozenset[str]]] = {
     "server_error": frozenset({"status", "body"}),
-    "hang": frozenset({"seconds", "after"}),
+    "hang": frozenset({"seconds", "after", "lands_late"}),
     "malformed": frozenset({"body"}),
     "business_error": frozenset({"code", "message", "reason", "status"}),
     "rate_limited": frozenset({"retry_after"}),
@@ -480,6 +480,7 @@ class FakeProvider:
         self._routes: list[tuple[str, str, str, Handler, bool]] = []
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
+        self._landing: set[asyncio.Task[web.StreamResponse]] = set()
         self._base_url = ""
         self._route("GET", "/media/{name}", "media", self._media, auth=False)
 
@@ -606,6 +607,12 @@ class FakeProvider:
                 response = await handler(call)
                 await self._pause(seconds)
                 return response
+            if fault.get("lands_late", False):
+                # The provider carries the request out after ``seconds`` even when the client stopped waiting.
+                landing = asyncio.ensure_future(self._land_late(handler, call, seconds))
+                self._landing.add(landing)
+                landing.add_done_callback(self._landing.discard)
+                return await asyncio.shield(landing)
             await self._pause(seconds)
             return await handler(call)
         if fault.kind == "unauthorized":
@@ -616,6 +623,10 @@ class FakeProvider:
         if fault.kind == "server_error" and "body" in fault.params:
             return plain_response(int(fault.get("status", 500)), str(fault.params["body"]))
         return self._render_fault(call, fault)
+
+    async def _land_late(self, handler: Handler, call: Call, seconds: float) -> web.StreamResponse:
+        await self._pause(seconds)
+        return await handler(call)
 
     async def _receive(self, request: web.Request, route: str) -> Call:
         at = self.clock()
