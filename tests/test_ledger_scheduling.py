@@ -154,7 +154,8 @@ async def test_cancel_request_only_lands_on_a_job_being_sent(store: Store) -> No
     await claim(store)
     assert await store.request_cancel(job.id)
     sent = await store.get_job(job.id)
-    assert sent is not None and sent.cancel_requested
+    assert sent is not None
+    assert sent.cancel_requested
 
 
 async def test_the_admission_is_checked_inside_the_write(store: Store, clock: Clock) -> None:
@@ -197,7 +198,8 @@ def test_the_quota_query_reads_by_index_not_the_whole_history(tmp_path: Path) ->
 
     plan = query_plan(tmp_path / "bot.db", _USAGE, (1, 1, "2026-01-01", 1, "2026-01-01"))
     assert "SCAN jobs" not in plan
-    assert "jobs_by_user_day" in plan and "jobs_by_guild_day" in plan
+    assert "jobs_by_user_day" in plan
+    assert "jobs_by_guild_day" in plan
 
 
 async def test_retention_forgets_dead_tokens_and_old_finished_jobs(store: Store, clock: Clock) -> None:
@@ -217,11 +219,13 @@ async def test_retention_forgets_dead_tokens_and_old_finished_jobs(store: Store,
     assert pruned.tokens == 1
     assert pruned.jobs == 1
     kept = await store.get_job(token_job.id)
-    assert kept is not None and kept.interaction_token is None
+    assert kept is not None
+    assert kept.interaction_token is None
     assert await store.get_job(old.id) is None
     assert await store.events(old.id) == []
     orphan = await store.get_job(child.id)
-    assert orphan is not None and orphan.parent_id is None
+    assert orphan is not None
+    assert orphan.parent_id is None
     # An announcement still owed is never pruned away.
     assert await store.get_job(undelivered.id) is not None
 

@@ -137,7 +137,6 @@ def age(job: Job) -> timedelta:
 # §1: a job waiting for room must not spin the loop.
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 §1: a requeued job whose wait has passed spins the loop at a cap")
 async def test_a_requeued_job_waiting_at_a_full_provider_leaves_the_process_idle(tmp_path: Path) -> None:
     async with rig(tmp_path, fakes={"vidu": {"queue_seconds": 0}}) as world:
         world.fakes["vidu"].fail("create", "server_error", status=503)
@@ -158,7 +157,6 @@ async def test_a_requeued_job_waiting_at_a_full_provider_leaves_the_process_idle
         assert done.state is JobState.SUCCEEDED
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 §1: a submit a minute old keeps the loop spinning at max_running")
 async def test_a_job_waiting_for_a_running_slot_a_minute_later_leaves_the_process_idle(tmp_path: Path) -> None:
     skew = [0.0]
     async with rig(tmp_path, fakes={"hidream": {"queue_seconds": 0}}) as world:
@@ -190,7 +188,6 @@ async def test_a_job_waiting_for_a_running_slot_a_minute_later_leaves_the_proces
 # §2: a deadline never ends a job without a poll answered after it passed.
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 §2: deadlines are enforced at start before the first poll answers")
 @pytest.mark.parametrize("provider", ["hidream", "pixverse", "vidu"])
 async def test_a_job_finished_while_the_bot_was_down_succeeds_after_its_deadline(tmp_path: Path, provider: str) -> None:
     async with rig(tmp_path, fakes={provider: {"queue_seconds": 0, "run_seconds": 1.0}}) as world:
@@ -211,7 +208,6 @@ async def test_a_job_finished_while_the_bot_was_down_succeeds_after_its_deadline
         assert done.task_id == running.task_id
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 §2: a job that finishes in its last poll interval times out")
 async def test_a_job_that_finishes_in_its_last_poll_interval_succeeds(tmp_path: Path) -> None:
     # Polls come every 2 s; the task ends 2.3 s after it was created; the deadline is 2.5 s.
     async with rig(tmp_path, fakes={"pixverse": {"queue_seconds": 0, "run_seconds": 2.3}}) as world:
@@ -230,7 +226,6 @@ async def test_a_job_that_finishes_in_its_last_poll_interval_succeeds(tmp_path: 
 # §3: a cancel that races a submit never forgets a task the provider holds.
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 §3: cancel writes CANCELLED while the submit goes through")
 async def test_a_cancel_racing_a_submit_never_forgets_a_task(tmp_path: Path) -> None:
     tries = 40
     chance = random.Random(10)
@@ -266,7 +261,6 @@ async def test_a_cancel_racing_a_submit_never_forgets_a_task(tmp_path: Path) -> 
 # §5: a graceful stop waits for a send in flight.
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 §5: stop() gives a send in flight only 5 s")
 async def test_a_graceful_stop_waits_for_a_slow_hidream_send(tmp_path: Path) -> None:
     async with rig(tmp_path, clients={"timeout": 10.0}) as world:
         hidream = world.fakes["hidream"]
@@ -288,7 +282,6 @@ async def test_a_graceful_stop_waits_for_a_slow_hidream_send(tmp_path: Path) -> 
 # §6: a Vidu create that lands late is found, not sent again.
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 §6: Vidu is re-sent after one empty task-list query")
 async def test_a_vidu_create_that_lands_late_is_not_sent_twice(tmp_path: Path) -> None:
     async with rig(tmp_path, clients={"timeout": 0.3}) as world:
         vidu = world.fakes["vidu"]
@@ -308,7 +301,6 @@ async def test_a_vidu_create_that_lands_late_is_not_sent_twice(tmp_path: Path) -
 # §7: admission holds when the job is written.
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 §7: admission is checked before the download, not when writing")
 @pytest.mark.world(run_seconds=30, settings={"max_active_jobs_per_user": 1})
 async def test_eight_parallel_commands_from_one_member_create_one_job(world: World) -> None:
     async with world.running():

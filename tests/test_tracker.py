@@ -171,6 +171,18 @@ async def test_a_concurrency_refusal_puts_the_job_back_in_the_queue(world: World
     assert len(world.fake(provider).tasks) == 1
 
 
+@pytest.mark.tracker(fakes={"pixverse": {"replay_refusals": True}})
+async def test_a_pixverse_refusal_replayed_for_its_trace_id_does_not_block_the_next_attempt(world: World) -> None:
+    world.pixverse_fake.fail("generate", "concurrency")
+    job_id = await world.enqueue("pixverse")
+    job = await wait_for(world.store, job_id)
+    assert job.state is JobState.SUCCEEDED
+    assert job.submit_attempts == 2
+    trace_ids = [request.headers["Ai-trace-id"] for request in world.pixverse_fake.requests_for("generate")]
+    assert len(trace_ids) == 2
+    assert trace_ids[0] != trace_ids[1]
+
+
 async def test_a_short_outage_at_submit_is_retried(world: World) -> None:
     world.hidream_fake.fail("submit_img2video", "server_error", status=503, times=2)
     job = await wait_for(world.store, await world.enqueue("hidream"))
