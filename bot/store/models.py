@@ -124,6 +124,8 @@ class Job:
     token_expires_at: datetime | None
     upload_limit: int | None
     parent_id: int | None
+    #: When Discord refused the interaction token before it was due to expire.
+    token_dead_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -167,6 +169,7 @@ class Job:
             token_expires_at=_maybe_time(row["token_expires_at"]),
             upload_limit=row["upload_limit"],
             parent_id=row["parent_id"],
+            token_dead_at=_maybe_time(row["token_dead_at"]),
         )
 
     def __repr__(self) -> str:
