@@ -18,6 +18,8 @@ from bot.store import Job, JobState
 PROMPT_PREVIEW = 300
 BAR_CELLS = 12
 INPUT_THUMBNAIL = "input"
+#: Discord refuses a link button whose url is longer (developers/components/reference).
+MAX_BUTTON_URL = 512
 
 #: The options worth a glance on the card, per provider, in order.
 SHOWN_OPTIONS = {
@@ -134,8 +136,15 @@ def card(job: Job, eta: Estimate, *, thumbnail: bool) -> discord.Embed:
 
 
 def thumbnail_name(job: Job) -> str:
-    extension = str(job.media.get("file", "x.png")).rsplit(".", 1)[-1]
+    extension = str(job.media.get("thumbnail", "x.jpg")).rsplit(".", 1)[-1]
     return f"{INPUT_THUMBNAIL}.{extension}"
+
+
+def card_text(job: Job) -> str | None:
+    """The card's message text: the video link when it is too long for a link button, else nothing."""
+    if job.state is JobState.SUCCEEDED and job.video_url and len(job.video_url) > MAX_BUTTON_URL:
+        return f"Video (the provider's link expires): {job.video_url}"
+    return None
 
 
 def buttons(job: Job, *, can_stylize: bool) -> discord.ui.View:
@@ -145,7 +154,7 @@ def buttons(job: Job, *, can_stylize: bool) -> discord.ui.View:
         view.add_item(JobButton("cancel", job.id))
         return view
     if job.state is JobState.SUCCEEDED:
-        if job.video_url:
+        if job.video_url and len(job.video_url) <= MAX_BUTTON_URL:
             view.add_item(discord.ui.Button(label="Open", style=discord.ButtonStyle.link, url=job.video_url))
         view.add_item(JobButton("reroll", job.id))
         if can_stylize:
@@ -155,14 +164,24 @@ def buttons(job: Job, *, can_stylize: bool) -> discord.ui.View:
     return view
 
 
-def announcement(job: Job, *, linked: bool) -> str:
-    """The message that tells the user the job ended (it mentions them, so they are notified)."""
+def announcement(job: Job, *, linked: bool, unfetched: bool = False, can_retry: bool = False) -> str:
+    """The message that tells the user the job ended (it mentions them, so they are notified).
+
+    ``linked``: the video is too large to upload, so the link is given; ``unfetched``: the video could
+    not be fetched from the provider (its link expired or did not answer), so no link is given.
+    """
     who = f"<@{job.user_id}>"
     if job.state is JobState.SUCCEEDED:
-        text = f"{who} your video from job {job.id} is ready."
+        if unfetched:
+            again = "Press Retry to make it again." if can_retry else "Start a new job to make it again."
+            return (
+                f"{who} job {job.id} finished, but its video could not be fetched from the provider "
+                f"(the link expired or did not answer). {again}"
+            )
+        message = f"{who} your video from job {job.id} is ready."
         if linked:
-            text += f" It is too large to upload here, so here is the link (provider links expire): {job.video_url}"
-        return text
+            message += f" It is too large to upload here, so here is the link (provider links expire): {job.video_url}"
+        return message
     _, words = STATE_LINES[job.state]
     reason = f" {job.error_reason}" if job.error_reason else ""
     step = NEXT_STEPS.get(job.state, "")

@@ -3,12 +3,22 @@ attachment URL has expired. Files are named by the job key; the job row holds th
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from providers.media import ImageFormat, PreparedImage, PreparedVideo
+
+log = logging.getLogger(__name__)
+
+#: The card's thumbnail: this many pixels on the long side, as a JPEG of a few tens of KB at most.
+THUMBNAIL_SIDE = 320
+THUMBNAIL_QUALITY = 80
 
 
 class InputMissing(Exception):
@@ -40,11 +50,34 @@ class InputStore:
                 "width": media.width,
                 "height": media.height,
             }
+        self._write(name, media.data)
+        if isinstance(media, PreparedImage):
+            thumbnail = make_thumbnail(media.data)
+            if thumbnail is not None:
+                described["thumbnail"] = f"{key}.thumb.jpg"
+                described["thumbnail_size"] = len(thumbnail)
+                self._write(described["thumbnail"], thumbnail)
+        return {"file": name, "size": len(media.data), **described}
+
+    def _write(self, name: str, data: bytes) -> None:
         path = self.folder / name
         partial = path.with_suffix(path.suffix + ".part")
-        partial.write_bytes(media.data)
+        partial.write_bytes(data)
         os.replace(partial, path)
-        return {"file": name, "size": len(media.data), **described}
+
+    def kept(self, described: dict[str, Any]) -> bool:
+        """Whether the input a job description points to is still on disk."""
+        return "file" in described and (self.folder / str(described["file"])).is_file()
+
+    def load_thumbnail(self, described: dict[str, Any]) -> bytes | None:
+        """The small copy made for the card, or None when there is none (older jobs, pruned files)."""
+        name = described.get("thumbnail")
+        if not name:
+            return None
+        try:
+            return (self.folder / str(name)).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def load(self, described: dict[str, Any]) -> PreparedImage | PreparedVideo:
         """The prepared input a job description points to."""
@@ -82,3 +115,23 @@ class InputStore:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def make_thumbnail(data: bytes) -> bytes | None:
+    """A JPEG of at most THUMBNAIL_SIDE pixels on the long side; transparency becomes white."""
+    try:
+        with Image.open(io.BytesIO(data)) as source:
+            source.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            source.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            if source.mode == "RGB":
+                small = source.copy()
+            else:
+                rgba = source.convert("RGBA")
+                small = Image.new("RGB", rgba.size, "white")
+                small.paste(rgba, mask=rgba.getchannel("A"))
+        buffer = io.BytesIO()
+        small.save(buffer, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
+        return buffer.getvalue()
+    except (OSError, ValueError) as exc:
+        log.warning("No thumbnail for an input (%s)", exc)
+        return None

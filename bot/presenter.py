@@ -27,8 +27,9 @@ from discord.http import handle_message_parameters
 
 from bot import cards
 from bot.background import TaskSet
-from bot.downloads import download
-from bot.inputs import InputMissing, InputStore
+from bot.buttons import JobButton
+from bot.downloads import fetch
+from bot.inputs import InputStore
 from bot.store import Job, JobState, Store
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,17 @@ TOKEN_MARGIN = timedelta(seconds=60)
 #: Messages older than this have a tighter edit limit on Discord.
 OLD_MESSAGE = timedelta(hours=1)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+#: How Discord answers a webhook call with a token it no longer honours (401 Invalid Webhook Token,
+#: 404 Unknown Webhook), possibly well inside the 15 minutes. 404 10008 Unknown Message is a deleted card.
+DEAD_TOKEN = frozenset({(401, 50027), (404, 10015)})
+
+
+class CardNotOpened(Exception):
+    """The job exists but its card could not be shown (not a Discord refusal: e.g. the network failed)."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id}'s card could not be opened")
+        self.job_id = job_id
 
 
 @dataclass
@@ -106,6 +118,7 @@ class Presenter:
         self._clock = clock
         self._now = now
         self._cards: dict[int, _Card] = {}
+        self._dead_tokens: set[int] = set()
         self._dirty: dict[int, Job] = {}
         self._medians: dict[tuple[str, str | None], tuple[float, float | None]] = {}
         self._wake = asyncio.Event()
@@ -133,9 +146,14 @@ class Presenter:
     # The first render.
 
     async def open_card(self, job: Job) -> None:
-        """Turn the deferred response into the job's card, with the input as thumbnail."""
+        """Turn the deferred response into the job's card, with a small copy of the input as thumbnail.
+
+        Raises CardNotOpened when that fails for another reason than Discord refusing it; the job goes
+        on all the same and its card is drawn at its next change.
+        """
         card = self._cards.setdefault(job.id, _Card())
         card.busy = True
+        latest = job
         try:
             latest = await self.store.get_job(job.id) or job
             eta = await self._estimate(latest)
@@ -146,18 +164,19 @@ class Presenter:
             card.last_edit = self._clock()
         except discord.HTTPException as exc:
             self._lost_card(latest, card, exc)
+        except Exception as exc:
+            raise CardNotOpened(job.id) from exc
         finally:
             card.busy = False
             self._wake.set()
 
     def _thumbnail(self, job: Job) -> list[discord.File]:
-        if job.media.get("kind") != "image":
+        if not self._has_thumbnail(job):
             return []
-        try:
-            image = self.inputs.load(job.media)
-        except InputMissing:
+        data = self.inputs.load_thumbnail(job.media)
+        if data is None:
             return []
-        return [discord.File(io.BytesIO(image.data), filename=cards.thumbnail_name(job))]
+        return [discord.File(io.BytesIO(data), filename=cards.thumbnail_name(job))]
 
     # The worker.
 
@@ -226,17 +245,31 @@ class Presenter:
             await self.mark_delivered(job.id)
             await self._log_line(job)
             self._cards.pop(job.id, None)
+            self._dead_tokens.discard(job.id)
         finally:
             card.finishing = False
 
     async def _announce(self, job: Job, embed: discord.Embed | None) -> None:
         video = None
+        unfetched = False
         if job.state is JobState.SUCCEEDED and job.video_url:
             limit = job.upload_limit or DEFAULT_UPLOAD_LIMIT
-            video = await download(self.session, job.video_url, max_bytes=limit)
-        content = cards.announcement(job, linked=job.state is JobState.SUCCEEDED and video is None)
+            fetched = await fetch(self.session, job.video_url, max_bytes=limit)
+            video, unfetched = fetched.data, fetched.problem is not None
+            if unfetched:
+                log.warning("job %s: its video could not be fetched (%s)", job.id, fetched.problem)
+        can_retry = unfetched and self.inputs.kept(job.media)
+        content = cards.announcement(
+            job,
+            linked=job.state is JobState.SUCCEEDED and video is None and not unfetched,
+            unfetched=unfetched,
+            can_retry=can_retry,
+        )
         mentions = discord.AllowedMentions(users=[discord.Object(job.user_id)], roles=False, everyone=False)
         view = self._view(job) if embed is not None else None
+        if can_retry:
+            view = discord.ui.View(timeout=None)
+            view.add_item(JobButton("retry", job.id))
 
         def attachment() -> discord.File | None:
             return discord.File(io.BytesIO(video), filename=f"job-{job.id}.mp4") if video is not None else None
@@ -254,7 +287,12 @@ class Presenter:
                 )
                 return
             except discord.HTTPException as exc:
-                log.warning("job %s: announcing through the interaction failed (%s); using the channel", job.id, exc)
+                if _token_refused(exc):
+                    await self._token_died(job, exc)
+                else:
+                    log.warning(
+                        "job %s: announcing through the interaction failed (%s); using the channel", job.id, exc
+                    )
         try:
             await self.budget.acquire(job.channel_id, old=False)
             await self._send_to_channel(job, content, attachment(), embed, view, mentions)
@@ -314,12 +352,26 @@ class Presenter:
     ) -> None:
         assert job.message_id is not None
         extra: dict[str, Any] = {"attachments": files} if files else {}
+        content = cards.card_text(job)
         if self._token_alive(job):
-            await self._webhook(job).edit_message(job.message_id, embed=embed, view=view, **extra)
-            return
+            try:
+                await self._webhook(job).edit_message(job.message_id, content=content, embed=embed, view=view, **extra)
+                return
+            except discord.HTTPException as exc:
+                if not _token_refused(exc):
+                    raise
+                await self._token_died(job, exc)
+                for file in files or []:
+                    file.reset()
         await self.budget.acquire(job.channel_id, old=self._is_old(job))
         message = self.client.get_partial_messageable(job.channel_id).get_partial_message(job.message_id)
-        await message.edit(embed=embed, view=view, **extra)
+        await message.edit(content=content, embed=embed, view=view, **extra)
+
+    async def _token_died(self, job: Job, exc: discord.HTTPException) -> None:
+        """Discord refused the token: never use it again, here or after a restart; the bot token takes over."""
+        log.warning("job %s: Discord refused its interaction token (%s); using the bot token from now on", job.id, exc)
+        self._dead_tokens.add(job.id)
+        await self.store.mark_token_dead(job.id)
 
     def _webhook(self, job: Job) -> discord.Webhook:
         assert job.application_id is not None
@@ -331,6 +383,8 @@ class Presenter:
             job.interaction_token is not None
             and job.application_id is not None
             and job.token_expires_at is not None
+            and job.token_dead_at is None
+            and job.id not in self._dead_tokens
             and self._now() < job.token_expires_at - TOKEN_MARGIN
         )
 
@@ -338,7 +392,13 @@ class Presenter:
         return self._now() - job.created_at > OLD_MESSAGE
 
     def _has_thumbnail(self, job: Job) -> bool:
-        return job.media.get("kind") == "image"
+        """Only the small copy, and only when it fits the interaction's upload limit; never the input itself."""
+        size = job.media.get("thumbnail_size")
+        return (
+            bool(job.media.get("thumbnail"))
+            and isinstance(size, int)
+            and size <= (job.upload_limit or DEFAULT_UPLOAD_LIMIT)
+        )
 
     def _view(self, job: Job) -> discord.ui.View:
         return cards.buttons(job, can_stylize=self.can_stylize)
@@ -361,3 +421,7 @@ class Presenter:
                 self._medians[key] = cached
             median = cached[1]
         return cards.estimate(job, median, self._now())
+
+
+def _token_refused(exc: discord.HTTPException) -> bool:
+    return (exc.status, exc.code) in DEAD_TOKEN

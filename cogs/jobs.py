@@ -111,8 +111,8 @@ class CardActions:
         self._check_owner(interaction, job, what)
         if reroll and job.state is not JobState.SUCCEEDED:
             raise UserError(f"Job {job.id} has not finished; Reroll works on a finished video.")
-        if not reroll and (not job.state.finished or job.state is JobState.SUCCEEDED):
-            raise UserError(f"Job {job.id} did not fail; use Reroll for another take.")
+        if not reroll and not job.state.finished:
+            raise UserError(f"Job {job.id} has not finished; Retry works on a finished job.")
         bot = bot_of(interaction)
         admission = await admit_member(interaction, job.provider)
         who = await start_card(interaction)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bot import cards
+from bot.inputs import THUMBNAIL_SIDE, InputStore
 from bot.store import Job, JobState, NewJob, Store
+from providers.media import ImageFormat, PreparedImage
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -26,7 +30,7 @@ async def job(tmp_path: Path) -> Job:
                 operation="image_to_video",
                 model="v5",
                 params={"prompt": "a cat waves", "duration": 8, "quality": "720p", "seed": 5},
-                media={"file": "k.png", "kind": "image"},
+                media={"file": "k.png", "kind": "image", "thumbnail": "k.thumb.jpg", "thumbnail_size": 9000},
             )
         )
     finally:
@@ -48,7 +52,7 @@ def test_a_queued_card_shows_its_place_in_line(job: Job) -> None:
     assert "Waiting for its turn" in status
     assert "Number 3 in line" in status
     assert {field.name: field.value for field in embed.fields[1:]} == {"duration": "8", "quality": "720p", "seed": "5"}
-    assert embed.thumbnail.url == "attachment://input.png"
+    assert embed.thumbnail.url == "attachment://input.jpg"
     assert embed.footer.text == f"Job {job.id}"
 
 
@@ -107,3 +111,53 @@ def test_announcements_mention_the_user_and_say_what_to_do(job: Job) -> None:
     assert text.startswith("<@7> job")
     assert "PixVerse could not generate this video." in text
     assert "Retry" in text
+
+
+def test_a_video_link_too_long_for_a_button_goes_into_the_text(job: Job) -> None:
+    short = dataclasses.replace(job, state=JobState.SUCCEEDED, video_url="https://media/v.mp4")
+    assert cards.card_text(short) is None
+    long_url = "https://media/v.mp4?Signature=" + "s" * 500
+    long = dataclasses.replace(short, video_url=long_url)
+    labels = [
+        item.item.label if hasattr(item, "item") else item.label
+        for item in cards.buttons(long, can_stylize=False).children
+    ]
+    assert labels == ["Reroll"]
+    text = cards.card_text(long)
+    assert text is not None
+    assert long_url in text
+
+
+def test_an_unfetched_video_is_not_called_too_large(job: Job) -> None:
+    done = dataclasses.replace(job, state=JobState.SUCCEEDED, video_url="https://media/v.mp4")
+    text = cards.announcement(done, linked=False, unfetched=True, can_retry=True)
+    assert "could not be fetched" in text
+    assert "too large" not in text
+    assert "https://media/v.mp4" not in text
+    assert "Retry" in text
+    assert "Retry" not in cards.announcement(done, linked=False, unfetched=True, can_retry=False)
+
+
+def test_saving_an_image_input_makes_a_small_jpeg_thumbnail_next_to_it(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGBA", (1280, 640), (0, 0, 0, 0)).save(buffer, "PNG")
+    inputs = InputStore(tmp_path)
+    media = inputs.save("key1", PreparedImage(buffer.getvalue(), ImageFormat.PNG, 1280, 640))
+
+    assert media["thumbnail"] == "key1.thumb.jpg"
+    data = inputs.load_thumbnail(media)
+    assert data is not None
+    assert media["thumbnail_size"] == len(data)
+    with Image.open(io.BytesIO(data)) as thumbnail:
+        assert (thumbnail.format, thumbnail.size) == ("JPEG", (THUMBNAIL_SIDE, THUMBNAIL_SIDE // 2))
+        red, green, blue = thumbnail.convert("RGB").getpixel((10, 10))
+        assert min(red, green, blue) > 240
+
+
+def test_an_input_without_a_thumbnail_has_none(tmp_path: Path) -> None:
+    inputs = InputStore(tmp_path)
+    (tmp_path / "old.png").write_bytes(b"not read")
+    assert inputs.load_thumbnail({"file": "old.png", "kind": "image"}) is None
+    assert inputs.load_thumbnail({"file": "old.png", "kind": "image", "thumbnail": "gone.jpg"}) is None
+    assert inputs.kept({"file": "old.png", "kind": "image"})
+    assert not inputs.kept({"file": "pruned.png", "kind": "image"})

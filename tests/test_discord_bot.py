@@ -120,7 +120,7 @@ async def test_animate_from_command_to_delivered_video(world: World, provider: s
         assert not card.ephemeral
         assert "Done" in status_of(card)
         assert card.embeds[0]["thumbnail"]["url"].startswith("attachment://input")
-        assert [attachment.filename for attachment in card.attachments] == ["input.png"]
+        assert [attachment.filename for attachment in card.attachments] == ["input.jpg"]
         assert "job:reroll:" in " ".join(card.custom_ids())
         [announcement] = announcements(world, done)
         assert announcement.content == f"<@{done.user_id}> your video from job {done.id} is ready."

@@ -432,6 +432,61 @@ async def test_interaction_token_expires_after_fifteen_minutes(fake: FakeDiscord
     assert original.content == "done"
 
 
+@pytest.mark.parametrize(("status", "code"), [(401, 50027), (404, 10015)])
+async def test_a_revoked_token_fails_inside_its_fifteen_minutes(
+    fake: FakeDiscord, bot: EchoBot, status: int, code: int
+) -> None:
+    async def script(interaction: discord.Interaction, args: dict[str, Any]) -> None:
+        await interaction.response.defer(thinking=True)
+
+    record, outcome = await run(fake, bot, fake.slash("echo", subcommand="text", options={"text": "t"}), script)
+    interaction = outcome.interaction
+    fake.revoke_token(record, status=status, after=5)
+    await interaction.edit_original_response(content="still alive")
+    assert fake.failed_requests(record) == []
+
+    fake.advance(5)
+    with pytest.raises(discord.HTTPException) as edit_error:
+        await interaction.edit_original_response(content="dead")
+    assert (edit_error.value.status, edit_error.value.code) == (status, code)
+    with pytest.raises(discord.HTTPException) as followup_error:
+        await interaction.followup.send("dead")
+    assert followup_error.value.code == code
+    assert [request.code for request in fake.failed_requests(record)] == [code, code]
+    assert len(fake.failed_requests()) == 2
+
+    original = fake.original(record)
+    assert original is not None
+    assert original.content == "still alive"
+    partial = bot.get_partial_messageable(fake.channel.id).get_partial_message(original.id)
+    await partial.edit(content="through the bot token")
+    assert original.content == "through the bot token"
+
+
+async def test_link_buttons_over_512_characters_are_refused(fake: FakeDiscord, bot: EchoBot) -> None:
+    channel = text_channel(bot, fake)
+    view = discord.ui.View()
+    view.add_item(discord.ui.Button(label="Open", url="https://example.com/v.mp4?sig=" + "a" * 500))
+    with pytest.raises(discord.HTTPException) as refused:
+        await channel.send("video", view=view)
+    assert (refused.value.status, refused.value.code) == (400, 50035)
+    assert "components.0.components.0.url" in str(refused.value)
+
+    fitting = discord.ui.View()
+    fitting.add_item(discord.ui.Button(label="Open", url="https://example.com/v.mp4?sig=" + "a" * 400))
+    message = await channel.send("video", view=fitting)
+    assert fake.message(message.id) is not None
+
+
+async def test_a_dropped_connection_is_a_network_error(fake: FakeDiscord, bot: EchoBot) -> None:
+    channel = text_channel(bot, fake)
+    fake.drop_connection("POST", rf"/channels/{channel.id}/messages$")
+    with pytest.raises(aiohttp.ClientError):
+        await channel.send("lost")
+    await channel.send("delivered")
+    assert [message.content for message in fake.messages(fake.channel)] == ["delivered"]
+
+
 async def test_deleted_message_is_unknown(fake: FakeDiscord, bot: EchoBot) -> None:
     channel = text_channel(bot, fake)
     message = await channel.send("temporary")

@@ -419,6 +419,21 @@ async def test_unknown_jobs_are_none(store: Store) -> None:
     assert await store.events(404) == []
 
 
+async def test_a_dead_token_is_recorded_once_and_forgotten(store: Store) -> None:
+    job = await store.create_job(new_job(application_id=77, interaction_token="tok", upload_limit=1024))
+    assert job.token_dead_at is None
+
+    await store.mark_token_dead(job.id)
+    dead = await store.get_job(job.id)
+    assert dead is not None
+    assert dead.interaction_token is None
+    assert dead.token_dead_at is not None
+    await store.mark_token_dead(job.id)
+    again = await store.get_job(job.id)
+    assert again is not None
+    assert again.token_dead_at == dead.token_dead_at
+
+
 async def test_default_keys_are_unique(store: Store) -> None:
     first = await store.create_job(new_job())
     second = await store.create_job(new_job())

@@ -134,6 +134,8 @@ class Job:
     #: When the next announcement attempt is due; None for a pending delivery means it was given up.
     delivery_next_at: datetime | None = None
     announce_started_at: datetime | None = None
+    #: When Discord refused the interaction token before it was due to expire.
+    token_dead_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -184,6 +186,7 @@ class Job:
             delivery_attempts=row["delivery_attempts"],
             delivery_next_at=_maybe_time(row["delivery_next_at"]),
             announce_started_at=_maybe_time(row["announce_started_at"]),
+            token_dead_at=_maybe_time(row["token_dead_at"]),
         )
 
     def __repr__(self) -> str:

@@ -329,6 +329,16 @@ class Store:
                 assignments = "".join(f"{name} = ?, " for name in names)
                 await db.executemany(f"UPDATE jobs SET {assignments}updated_at = ? WHERE id = ?", rows)  # noqa: S608
 
+    async def mark_token_dead(self, job_id: int) -> None:
+        """Record that Discord refused the job's interaction token; the token is forgotten with it."""
+        now = self._stamp()
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET token_dead_at = ?, interaction_token = NULL, updated_at = ?"
+                " WHERE id = ? AND token_dead_at IS NULL",
+                (now, now, job_id),
+            )
+
     async def mark_delivered(self, job_id: int) -> bool:
         """Record that a finished job's end was announced; False if it already was (or is not finished)."""
         now = self._stamp()

@@ -341,6 +341,9 @@ class InteractionRecord:
     response_type: int | None = None
     original_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
+    revoked_at: float | None = None
+    """When (fake clock) Discord stopped honouring the token before its 15 minutes, if it did."""
+    revoked_status: int = 401
 
     @property
     def acknowledged(self) -> bool:
@@ -351,6 +354,9 @@ class InteractionRecord:
     def expires_at(self) -> float:
         """When the token stops working (fake clock)."""
         return self.pushed_at + 15 * 60
+
+    def token_revoked(self, now: float) -> bool:
+        return self.revoked_at is not None and now >= self.revoked_at
 
 
 @dataclass(eq=False)

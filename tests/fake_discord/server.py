@@ -58,6 +58,8 @@ from .ratelimit import Bucket, RateLimiter, RateLimits, Verdict
 MIB: Final = 1024 * 1024
 DEFAULT_UPLOAD_LIMIT: Final = 10 * MIB
 MAX_REQUEST_BODY: Final = 512 * MIB
+#: A link button's url is at most 512 characters (developers/components/reference).
+MAX_BUTTON_URL: Final = 512
 INTERACTION_RESPONSE_WINDOW: Final = 3.0
 NONCE_WINDOW: Final = 5 * 60.0
 CDN_TTL: Final = 24 * 3600.0
@@ -158,6 +160,13 @@ class CommandSync:
 
 
 @dataclass
+class _Drop:
+    method: str
+    pattern: re.Pattern[str]
+    remaining: int
+
+
+@dataclass
 class _World:
     users: dict[int, FakeUser] = field(default_factory=dict)
     guilds: dict[int, FakeGuild] = field(default_factory=dict)
@@ -219,6 +228,7 @@ class FakeDiscord(InteractionBuilders):
         self._command_ids: dict[tuple[int | None, str], int] = {}
         self._by_token: dict[str, InteractionRecord] = {}
         self._nonces: dict[tuple[int, str], tuple[int, float]] = {}
+        self._drops: list[_Drop] = []
         self._dm_channels: dict[int, FakeChannel] = {}
         self._routes: list[_Route] = []
         self._waiters: list[_Waiter] = []
@@ -605,6 +615,37 @@ class FakeDiscord(InteractionBuilders):
             and (include_ephemeral or not message.ephemeral)
         ]
 
+    def revoke_token(self, interaction: Any, *, status: int = 401, after: float = 0.0) -> None:
+        """Make Discord stop honouring the interaction's token ``after`` seconds (fake clock) from now.
+
+        Discord sometimes does this well inside the 15 minutes (discord/discord-api-docs#6851); the
+        webhook endpoints then answer 401 50027 Invalid Webhook Token, or 404 10015 Unknown Webhook.
+        """
+        if status not in (401, 404):
+            raise ValueError("a revoked token answers 401 or 404")
+        record = self.interaction(interaction)
+        record.revoked_at = self.now() + after
+        record.revoked_status = status
+
+    def failed_requests(self, interaction: Any = None) -> list[RecordedRequest]:
+        """Requests answered with an error (4xx/5xx), all of them or those made with one interaction's token."""
+        failed = [request for request in self.requests if request.kind == "api" and request.status >= 400]
+        if interaction is None:
+            return failed
+        token = self.interaction(interaction).token
+        return [request for request in failed if f"/{token}" in request.path]
+
+    def drop_connection(self, method: str, path_regex: str, *, times: int = 1) -> None:
+        """Close the connection without answering the next ``times`` matching API requests (a network failure)."""
+        self._drops.append(_Drop(method.upper(), re.compile(path_regex), times))
+
+    def _take_drop(self, method: str, path: str) -> bool:
+        for drop in self._drops:
+            if drop.method == method and drop.pattern.search(path) and drop.remaining > 0:
+                drop.remaining -= 1
+                return True
+        return False
+
     def message(self, message_id: int) -> FakeMessage | None:
         """A stored message by id (deleted ones too)."""
         return self._messages.get(int(message_id))
@@ -845,6 +886,13 @@ class FakeDiscord(InteractionBuilders):
         path = "/" + request.match_info["tail"]
         record = self._new_record(request, path)
         self.requests.append(record)
+        if self._take_drop(request.method, path):
+            await request.read()
+            record.kind = "dropped"
+            self._notify(record)
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=500)
         headers: dict[str, str] = {}
         status, body = 500, None
         verdict: Verdict | None = None
@@ -1237,6 +1285,10 @@ class FakeDiscord(InteractionBuilders):
         if _int(call.params["app_id"]) != self.app_id:
             raise ApiError(404, 10015, "Unknown Webhook")
         record = self._by_token.get(call.params["token"])
+        if record is not None and record.token_revoked(self.now()):
+            if record.revoked_status == 404:
+                raise ApiError(404, 10015, "Unknown Webhook")
+            raise ApiError(401, 50027, "Invalid Webhook Token")
         if record is None or self.now() > record.expires_at:
             raise ApiError(401, 50027, "Invalid Webhook Token")
         return record
@@ -1449,6 +1501,7 @@ class FakeDiscord(InteractionBuilders):
         embeds = data.get("embeds") or []
         if len(embeds) > 10:
             _error_at(errors, ("embeds",), "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+        _check_button_urls(data.get("components") or [], errors, ("components",))
         total = 0
         for index, embed in enumerate(embeds):
             total += _check_embed(embed, errors, ("embeds", index))
@@ -1813,6 +1866,23 @@ def _number_components(components: list[dict[str, Any]]) -> list[dict[str, Any]]
 
     walk(copy)
     return copy
+
+
+def _check_button_urls(components: Any, errors: dict[str, Any], path: tuple[str | int, ...]) -> None:
+    if not isinstance(components, list):
+        return
+    for index, item in enumerate(components):
+        if not isinstance(item, dict):
+            continue
+        url = item.get("url")
+        if item.get("type") == 2 and isinstance(url, str) and len(url) > MAX_BUTTON_URL:
+            _error_at(
+                errors,
+                (*path, index, "url"),
+                "BASE_TYPE_MAX_LENGTH",
+                f"Must be {MAX_BUTTON_URL} or fewer in length.",
+            )
+        _check_button_urls(item.get("components"), errors, (*path, index, "components"))
 
 
 def _check_embed(embed: dict[str, Any], errors: dict[str, Any], path: tuple[str | int, ...]) -> int:

@@ -478,6 +478,10 @@ class FakeProvider:
         self._counts: Counter[str] = Counter()
         self._faults: dict[str, deque[_QueuedFault]] = {}
         self._routes: list[tuple[str, str, str, Handler, bool]] = []
+        #: Appended to every media URL, e.g. a long signature as on real object stores.
+        self.media_query = ""
+        #: When set, media URLs answer 404, as an expired or removed link does.
+        self.media_expired = False
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._landing: set[asyncio.Task[web.StreamResponse]] = set()
@@ -530,7 +534,7 @@ class FakeProvider:
 
     def media_url(self, name: str) -> str:
         """Absolute URL of a media file served by this fake."""
-        return f"{self.base_url}/media/{name}"
+        return f"{self.base_url}/media/{name}{self.media_query}"
 
     # -- test controls ---------------------------------------------------------------------
 
@@ -737,7 +741,7 @@ class FakeProvider:
         return build_mp4(duration, width=width, height=height), "video/mp4"
 
     async def _media(self, call: Call) -> web.StreamResponse:
-        payload = self._media_payload(call.request.match_info["name"])
+        payload = None if self.media_expired else self._media_payload(call.request.match_info["name"])
         if payload is None:
             return plain_response(404)
         data, content_type = payload
