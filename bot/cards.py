@@ -94,7 +94,8 @@ def signature(job: Job, eta: Estimate) -> tuple[object, ...]:
     """Everything visible on the card; the card is edited only when this changes."""
     progress = round(job.progress * BAR_CELLS) if job.progress is not None else None
     finish = round(eta.finish_at.timestamp() / 30) if eta.finish_at else None
-    return (job.state, progress, job.queue_position, finish, job.error_reason, job.video_url, job.cover_url)
+    checking = job.provider_status if job.state is JobState.SUBMITTING else None
+    return (job.state, progress, job.queue_position, finish, job.error_reason, job.video_url, job.cover_url, checking)
 
 
 def card(job: Job, eta: Estimate, *, thumbnail: bool) -> discord.Embed:
@@ -107,6 +108,9 @@ def card(job: Job, eta: Estimate, *, thumbnail: bool) -> discord.Embed:
     lines = [f"{icon} **{words}**"]
     if job.state is JobState.QUEUED and job.queue_position:
         lines.append(f"Number {job.queue_position} in line")
+    if job.state is JobState.SUBMITTING and job.provider_status:
+        # The answer to the send was lost: the bot asks the provider before it would send again.
+        lines.append(f"The answer was lost; {job.provider_status} before sending again")
     if job.state is JobState.RUNNING:
         if job.progress is not None:
             lines.append(progress_bar(job.progress))

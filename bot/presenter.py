@@ -14,6 +14,8 @@ import contextlib
 import io
 import json
 import logging
+import re
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -39,6 +41,14 @@ TOKEN_MARGIN = timedelta(seconds=60)
 #: Messages older than this have a tighter edit limit on Discord.
 OLD_MESSAGE = timedelta(hours=1)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+#: Announcements (each perhaps a video download of up to the upload limit) worked on at once.
+MAX_FINISHING = 4
+MAX_DOWNLOADS = 2
+#: How long a claim on an announcement holds, and how often the ledger is asked for due ones.
+DELIVERY_LEASE = timedelta(minutes=5)
+DELIVERY_CHECK_SECONDS = 2.0
+#: Failed announcements are tried again after these waits, then given up with a log line and an event.
+ANNOUNCE_RETRY_SECONDS = (2.0, 15.0, 60.0, 300.0)
 #: How Discord answers a webhook call with a token it no longer honours (401 Invalid Webhook Token,
 #: 404 Unknown Webhook), possibly well inside the 15 minutes. 404 10008 Unknown Message is a deleted card.
 DEAD_TOKEN = frozenset({(401, 50027), (404, 10015)})
@@ -125,6 +135,10 @@ class Presenter:
         self._background = TaskSet(on_done=lambda: self._wake.set())
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
+        self.owner = f"presenter:{secrets.token_hex(4)}"
+        self._finishing = 0
+        self._downloads = asyncio.Semaphore(MAX_DOWNLOADS)
+        self._next_delivery_check = 0.0
 
     # Lifecycle.
 
@@ -139,8 +153,15 @@ class Presenter:
         await self._background.drain(5.0)
 
     async def on_job(self, job: Job) -> None:
-        """The tracker's subscriber: remember the newest state; the worker decides when to show it."""
-        self._dirty[job.id] = job
+        """The tracker's subscriber: remember the newest state; the worker decides when to show it.
+
+        A finished job is only a hint that an announcement may be due: whether it is, the ledger says.
+        """
+        if job.state.finished:
+            self._dirty.pop(job.id, None)
+            self._next_delivery_check = 0.0
+        else:
+            self._dirty[job.id] = job
         self._wake.set()
 
     # The first render.
@@ -186,6 +207,7 @@ class Presenter:
         while not self._stopping:
             try:
                 self._dispatch()
+                await self._claim_deliveries()
             except Exception:
                 log.exception("The presenter's pass failed; it carries on")
             self._wake.clear()
@@ -197,12 +219,6 @@ class Presenter:
         for job_id, job in list(self._dirty.items()):
             card = self._cards.setdefault(job_id, _Card())
             if card.busy or card.finishing:
-                continue
-            if job.state.finished:
-                del self._dirty[job_id]
-                if not job.delivered:
-                    card.finishing = True
-                    self._background.spawn(self._finish(job, card), f"announce job {job_id}")
                 continue
             if job.message_id is None or card.gone:
                 del self._dirty[job_id]
@@ -230,8 +246,22 @@ class Presenter:
         finally:
             card.busy = False
 
+    async def _claim_deliveries(self) -> None:
+        if self._stopping or self._clock() < self._next_delivery_check or self._finishing >= MAX_FINISHING:
+            return
+        self._next_delivery_check = self._clock() + DELIVERY_CHECK_SECONDS
+        jobs = await self.store.claim_deliveries(
+            owner=self.owner, lease=DELIVERY_LEASE, limit=MAX_FINISHING - self._finishing
+        )
+        for job in jobs:
+            self._finishing += 1
+            card = self._cards.setdefault(job.id, _Card())
+            card.finishing = True
+            self._background.spawn(self._finish(job, card), f"announce job {job.id}")
+
     async def _finish(self, job: Job, card: _Card) -> None:
-        """The final card, then one announcement that mentions the user, then the ledger's record of it."""
+        """Under the ledger's claim: the final card, one announcement that mentions the user, and the
+        ledger's record of it. A failure is tried again later, a bounded number of times."""
         try:
             eta = cards.Estimate(None)
             final = cards.card(job, eta, thumbnail=self._has_thumbnail(job))
@@ -241,20 +271,68 @@ class Presenter:
                     card.signature = cards.signature(job, eta)
                 except discord.HTTPException as exc:
                     self._lost_card(job, card, exc)
-            await self._announce(job, final if card.gone or job.message_id is None else None)
+            if job.announce_started_at is not None and await self._already_announced(job):
+                log.info("job %s: its announcement was already posted before a restart", job.id)
+            else:
+                await self.store.mark_announce_started(job.id, owner=self.owner)
+                await self._announce(job, final if card.gone or job.message_id is None else None)
             await self.mark_delivered(job.id)
             await self._log_line(job)
             self._cards.pop(job.id, None)
             self._dead_tokens.discard(job.id)
+        except Exception as exc:
+            await self._announce_failed(job, exc)
         finally:
             card.finishing = False
+            self._finishing -= 1
+            # A free slot takes the next due announcement at once rather than at the next periodic check.
+            self._next_delivery_check = 0.0
+
+    async def _announce_failed(self, job: Job, exc: Exception) -> None:
+        attempt = job.delivery_attempts
+        error_id = secrets.token_hex(4)
+        if attempt > len(ANNOUNCE_RETRY_SECONDS):
+            log.error(
+                "job %s: announcing failed %d times; given up (error %s)", job.id, attempt, error_id, exc_info=exc
+            )
+            retry_at = None
+            detail = f"announcement given up after {attempt} attempts (error {error_id})"
+        else:
+            wait = ANNOUNCE_RETRY_SECONDS[attempt - 1]
+            log.warning("job %s: announcing failed (%s, error %s); trying again in %g s", job.id, exc, error_id, wait)
+            retry_at = self._now() + timedelta(seconds=wait)
+            detail = f"announcement failed (error {error_id}); next try in {wait:g} s"
+        await self.store.delivery_failed(job.id, owner=self.owner, retry_at=retry_at, detail=detail)
+
+    async def _already_announced(self, job: Job) -> bool:
+        """Whether a previous attempt posted the announcement before the bot could record it: the
+        channel's messages after the card are read (Read Message History) for one naming the job."""
+        me = self.client.user
+        if me is None:
+            return False
+        after = discord.Object(job.message_id) if job.message_id else job.created_at
+        marker = re.compile(rf"\bjob {job.id}\b")
+        try:
+            async for message in self.client.get_partial_messageable(job.channel_id).history(
+                after=after, limit=100, oldest_first=True
+            ):
+                if (
+                    message.author.id == me.id
+                    and message.content.startswith(f"<@{job.user_id}>")
+                    and marker.search(message.content)
+                ):
+                    return True
+        except discord.HTTPException as exc:
+            log.warning("job %s: could not read the channel to look for its announcement (%s)", job.id, exc)
+        return False
 
     async def _announce(self, job: Job, embed: discord.Embed | None) -> None:
         video = None
         unfetched = False
         if job.state is JobState.SUCCEEDED and job.video_url:
             limit = job.upload_limit or DEFAULT_UPLOAD_LIMIT
-            fetched = await fetch(self.session, job.video_url, max_bytes=limit)
+            async with self._downloads:
+                fetched = await fetch(self.session, job.video_url, max_bytes=limit)
             video, unfetched = fetched.data, fetched.problem is not None
             if unfetched:
                 log.warning("job %s: its video could not be fetched (%s)", job.id, fetched.problem)

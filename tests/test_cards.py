@@ -72,6 +72,14 @@ def test_without_progress_the_estimate_comes_from_earlier_jobs(job: Job) -> None
     assert cards.estimate(running, None, NOW).finish_at is None
 
 
+def test_a_send_being_checked_says_so_on_the_card(job: Job) -> None:
+    sending = dataclasses.replace(job, state=JobState.SUBMITTING)
+    checking = dataclasses.replace(sending, provider_status="checking whether Vidu received it")
+    status = cards.card(checking, cards.Estimate(None), thumbnail=False).fields[0].value
+    assert "checking whether Vidu received it before sending again" in status
+    assert cards.signature(sending, cards.Estimate(None)) != cards.signature(checking, cards.Estimate(None))
+
+
 def test_only_visible_changes_change_the_signature(job: Job) -> None:
     running = dataclasses.replace(job, state=JobState.RUNNING, progress=0.40)
     same = dataclasses.replace(running, progress=0.41, updated_at=NOW)

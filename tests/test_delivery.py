@@ -5,8 +5,6 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 
-import pytest
-
 from bot.store import JobState
 from tests.discord_world import World, announcements, world
 
@@ -33,7 +31,6 @@ def forget_the_delivery(world: World, job_id: int) -> None:
         connection.commit()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 §4: delivery is not yet a claimed step")
 async def test_a_crash_between_the_announcement_and_its_record_does_not_announce_again(world: World) -> None:
     async with world.running():
         interaction = await world.animate("vidu")
@@ -46,4 +43,17 @@ async def test_a_crash_between_the_announcement_and_its_record_does_not_announce
     async with world.running():
         again = await world.finished(job.id)
         assert again.delivered
+    assert len(announcements(world, done)) == 1
+
+
+async def test_an_announcement_that_fails_is_tried_again_and_posted_once(world: World) -> None:
+    # The first announcement (the interaction's followup) is lost on the network.
+    world.discord.drop_connection("POST", r"^/webhooks/\d+/[^/]+$")
+    async with world.running():
+        interaction = await world.animate("vidu")
+        job = await world.job_for(interaction)
+        done = await world.finished(job.id, within=30)
+        assert done.delivery_attempts == 2
+        details = [event.detail for event in await world.store.events(job.id)]
+    assert any(detail.startswith("announcement failed") for detail in details)
     assert len(announcements(world, done)) == 1

@@ -134,11 +134,10 @@ async def test_a_saturated_provider_serves_people_in_turn_and_cards_show_it(worl
         bob_job = await world.job_for(await world.animate("vidu", user=bob))
         await world.reaches(alice_jobs[0].id, lambda job: job.state is JobState.RUNNING)
 
-        positions = {}
-        for job in [*alice_jobs[1:], bob_job]:
-            positions[job.id] = (await world.reaches(job.id, lambda job: job.queue_position is not None)).queue_position
-        assert positions[bob_job.id] == 1
-        assert [positions[job.id] for job in alice_jobs[1:]] == [2, 3]
+        # Positions settle as the queue changes: Bob's one job goes before Alice's second and third.
+        await world.reaches(bob_job.id, lambda job: job.queue_position == 1)
+        await world.reaches(alice_jobs[1].id, lambda job: job.queue_position == 2)
+        await world.reaches(alice_jobs[2].id, lambda job: job.queue_position == 3)
 
         def card(job_id: int) -> str:
             message_id = {job.id: job.message_id for job in [*alice_jobs, bob_job]}[job_id]

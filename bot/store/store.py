@@ -604,6 +604,15 @@ class Store:
             )
             return await _jobs_by_ids(db, ids, order="delivery_next_at")
 
+    async def mark_announce_started(self, job_id: int, *, owner: str) -> None:
+        """An announcement is about to be sent: after a crash, look for it before sending again."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET announce_started_at = COALESCE(announce_started_at, ?)"
+                " WHERE id = ? AND lease_owner = ?",
+                (self._stamp(), job_id, owner),
+            )
+
     async def delivery_failed(self, job_id: int, *, owner: str, retry_at: datetime | None, detail: str) -> None:
         """An announcement attempt failed: try again at ``retry_at``, or never (None), recorded as an event."""
         now = self._stamp()
