@@ -167,6 +167,9 @@ class Tracker:
         """Take up every unfinished job from the ledger and start scheduling."""
         # The SQLite ledger belongs to one process: whatever a previous run held is free again.
         await self.store.expire_leases()
+        # The first checks after a restart go out at once and spread over one interval, so that
+        # thousands of them do not fall due together.
+        await self.store.spread_checks(timedelta(seconds=self.settings.poll_interval))
         for job in await self.store.jobs_of_other_providers(list(self.providers)):
             with contextlib.suppress(InvalidTransition):
                 await self._finish(

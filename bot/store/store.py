@@ -493,6 +493,26 @@ class Store:
             )
             return int(cursor.rowcount)
 
+    async def spread_checks(self, over: timedelta) -> int:
+        """Bring every running job's next poll forward into the coming ``over``, the first at once, in
+        the order they were due: after a restart nobody knows what happened while the bot was down."""
+        now = self._now()
+        async with self._transaction() as db:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT id, next_check_at FROM jobs WHERE state = 'running' AND lease_owner IS NULL"
+                    " ORDER BY next_check_at, id"
+                )
+            )
+            count = len(rows)
+            moved = []
+            for index, row in enumerate(rows):
+                moment = _column_value(now + over * (index / count))
+                if row["next_check_at"] is None or row["next_check_at"] > moment:
+                    moved.append((moment, row["id"]))
+            await db.executemany("UPDATE jobs SET next_check_at = ? WHERE id = ?", moved)
+            return len(moved)
+
     async def pause_provider(self, provider: str, until: datetime) -> None:
         """No submits to the provider before ``until`` (after it asked the bot to slow down)."""
         async with self._transaction() as db:
