@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from bot.app import AnimateBot
 from bot.config import Settings
 from bot.inputs import InputStore
 from bot.jobs import JobService
+from bot.preparation import PreparationPool
 from bot.providers import build_providers
 from bot.retention import Retention
 from bot.scheduling import tracker_settings
@@ -42,6 +44,7 @@ async def assemble(
     else:
         log.warning("No provider has an API key; set HIDREAM_API_KEY, PIXVERSE_API_KEY or VIDU_API_KEY.")
     store = await Store.open(settings.database_path)
+    preparation = PreparationPool()
     try:
         inputs = InputStore(settings.inputs_folder)
         retention = Retention(
@@ -51,10 +54,11 @@ async def assemble(
             job_retention=timedelta(days=settings.job_retention_days) if settings.job_retention_days else None,
         )
         tracker = Tracker(store, providers, inputs, tracker_settings(settings), maintenance=retention)
-        jobs = JobService(providers, tracker, inputs, session)
+        jobs = JobService(providers, tracker, inputs, session, preparation=preparation)
         async with AnimateBot(
             settings=settings, providers=providers, store=store, tracker=tracker, jobs=jobs, now=now, **bot_options
         ) as bot:
             yield bot
     finally:
+        await asyncio.to_thread(preparation.close)
         await store.close()

@@ -19,6 +19,7 @@ from bot.downloads import download
 from bot.errors import UserError
 from bot.inputs import InputMissing, InputStore
 from bot.limits import refusal
+from bot.preparation import PreparationPool
 from bot.store import Admission, Job, JobState, LimitReached, NewJob
 from bot.tracker import Tracker
 from providers import Operation, VideoProvider
@@ -49,11 +50,13 @@ class JobService:
         tracker: Tracker,
         inputs: InputStore,
         session: aiohttp.ClientSession,
+        preparation: PreparationPool | None = None,
     ) -> None:
         self.providers = providers
         self.tracker = tracker
         self.inputs = inputs
         self.session = session
+        self.preparation = preparation or PreparationPool()
 
     def provider(self, name: str) -> VideoProvider:
         provider = self.providers.get(name)
@@ -78,11 +81,11 @@ class JobService:
         parent_id: int | None = None,
         admission: Admission | None = None,
     ) -> Job:
-        """Validate, prepare the input (in a thread: images can be large), keep it, and queue the job."""
+        """Validate, prepare the input (in the bounded pool: images can be large), keep it, and queue the job."""
         self.check(provider_name, operation, params)
         provider = self.provider(provider_name)
         try:
-            media = await asyncio.to_thread(provider.prepare_media, operation, data)
+            media = await self.preparation.run(provider.prepare_media, operation, data)
         except MediaRejected as exc:
             raise UserError(str(exc)) from None
         return await self._enqueue(who, provider, operation, dict(params), media, parent_id, admission)

@@ -19,7 +19,6 @@ from PIL import (
     Image,
     ImageCms,
     ImageFile,
-    ImageOps,
     JpegImagePlugin,
     PngImagePlugin,
     TiffImagePlugin,
@@ -40,8 +39,9 @@ __all__ = [
     "sniff_image_format",
 ]
 
-MAX_PIXELS: Final = 50_000_000
-"""Images with more pixels than this are refused before their pixels are decoded."""
+MAX_PIXELS: Final = 40_000_000
+"""Images with more pixels than this are refused from their header, before a pixel is decoded: more than a
+phone camera's default photo and ten times what any provider takes, yet decoding one costs 160 MB."""
 
 _JPEG_QUALITY: Final = 90
 _FALLBACK_QUALITIES: Final = (85, 75, 60)
@@ -53,6 +53,18 @@ _MIN_LONG_SIDE: Final = 256
 _PLAIN_MODES: Final = frozenset({"1", "L", "LA", "P", "RGB", "RGBA"})
 _SIXTEEN_BIT_MODES: Final = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _ROTATED_ORIENTATIONS: Final = frozenset({5, 6, 7, 8})
+# The transposition that shows a picture upright, by EXIF orientation (the EXIF 2.3 table).
+_UPRIGHT: Final = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Output rows resampled at once: keeps the resampler's intermediate image a band high, not picture high.
+_RESIZE_BAND_PIXELS: Final = 250_000
 
 
 class MediaRejected(ValueError):
@@ -247,11 +259,14 @@ def prepare_image(data: bytes, limits: ImageLimits) -> PreparedImage:
     if stored_width * stored_height > MAX_PIXELS:
         raise MediaRejected(_too_many_pixels_message(stored_width, stored_height))
 
+    # The size to resample to, in the stored orientation: the long side is the same either way up.
+    target = _fit_long_side((stored_width, stored_height), limits.max_side)
     try:
         animated = getattr(img, "n_frames", 1) > 1
-        # JPEG can decode straight to a fraction of its size, which is far cheaper than resampling later.
-        if fmt is ImageFormat.JPEG and max(img.size) > limits.max_side:
-            img.draft(None, _fit_long_side(img.size, limits.max_side))
+        # JPEG decodes straight to 1/2, 1/4 or 1/8 of its size (the smallest still at least the target),
+        # far cheaper in time and memory than decoding in full and resampling.
+        if fmt is ImageFormat.JPEG and target != img.size:
+            img.draft(None, target)
         img.load()
     except _DECODE_ERRORS as exc:
         raise MediaRejected(_DAMAGED_IMAGE) from exc
@@ -272,7 +287,7 @@ def prepare_image(data: bytes, limits: ImageLimits) -> PreparedImage:
         and img.mode in _PLAIN_MODES
     ):
         return PreparedImage(data=data, format=fmt, width=width, height=height)
-    return _reencode(img, orientation, limits)
+    return _reencode(img, orientation, target, limits)
 
 
 def prepare_video(data: bytes, limits: VideoLimits) -> PreparedVideo:
@@ -366,32 +381,54 @@ def _check_shape(width: int, height: int, limits: ImageLimits) -> None:
     )
 
 
-def _reencode(img: Image.Image, orientation: int, limits: ImageLimits) -> PreparedImage:
+def _reencode(img: Image.Image, orientation: int, target: tuple[int, int], limits: ImageLimits) -> PreparedImage:
+    """Re-encode ``img`` (stored orientation), resampled to ``target`` before it is turned upright, so no
+    step ever holds two full-size copies: each full-size intermediate is released as soon as it is used."""
     icc_profile = img.info.get("icc_profile")
-    if orientation != 1:
-        img = ImageOps.exif_transpose(img)
     try:
-        img = _to_working_mode(img)
+        img = _replace(img, _to_working_mode(img))
     except ValueError as exc:
         raise MediaRejected(_ODD_COLOURS) from exc
 
     # Many PNGs carry an alpha channel that is opaque everywhere; those are photos, not cut-outs.
     if img.mode == "RGBA" and img.getchannel("A").getextrema()[0] == 255:
-        img = img.convert("RGB")
+        img = _replace(img, img.convert("RGB"))
     has_alpha = img.mode == "RGBA"
     fmt = _output_format(has_alpha, limits.formats)
 
-    target = _fit_long_side(img.size, limits.max_side)
     if target != img.size:
-        img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    img = _to_srgb(img, icc_profile if isinstance(icc_profile, bytes) else None)
+        img = _replace(img, _resize(img, target))
+    if orientation in _UPRIGHT:
+        img = _replace(img, img.transpose(_UPRIGHT[orientation]))
+    img = _replace(img, _to_srgb(img, icc_profile if isinstance(icc_profile, bytes) else None))
     if img.mode == "RGBA" and fmt is ImageFormat.JPEG:
-        img = _flatten_on_white(img)
+        img = _replace(img, _flatten_on_white(img))
     # Pillow copies info (EXIF, comments, ICC) into the output on save; none of it should leave here.
     img.info = {}
 
     data, img = _encode_to_fit(img, fmt, limits)
     return PreparedImage(data=data, format=fmt, width=img.width, height=img.height)
+
+
+def _replace(old: Image.Image, new: Image.Image) -> Image.Image:
+    """``new``, with ``old``'s pixels freed now rather than when the caller's reference goes."""
+    if new is not old:
+        old.close()
+    return new
+
+
+def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Lanczos resampling in horizontal bands; the result matches one pass to within a level of rounding."""
+    width, height = size
+    resized = Image.new(img.mode, size)
+    band = max(1, _RESIZE_BAND_PIXELS // width)
+    scale = img.height / height
+    for top in range(0, height, band):
+        bottom = min(height, top + band)
+        box = (0.0, top * scale, float(img.width), bottom * scale)
+        piece = img.resize((width, bottom - top), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+        resized.paste(piece, (0, top))
+    return resized
 
 
 def _to_working_mode(img: Image.Image) -> Image.Image:
@@ -509,7 +546,7 @@ def _encode_to_fit(img: Image.Image, fmt: ImageFormat, limits: ImageLimits) -> t
         size = _fit_long_side(base.size, long_side)
         if min(size) < limits.min_side:
             raise MediaRejected(_too_detailed_message(limits))
-        img = base.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        img = _resize(base, size)
         data = _encode(img, fmt, quality)
     return data, img
 

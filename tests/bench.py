@@ -18,6 +18,14 @@ peak RSS; and CPU seconds per 1,000 jobs. The fakes share the process, so RSS an
 The restart run gives the tasks a run time far longer than the run, waits until every job runs at
 its provider, stops the tracker and starts a new one on the same ledger, and measures the time to the
 new tracker's first poll (and until every unfinished job's status has been asked for once).
+
+The media section (``--media`` runs it alone; it follows the tracker runs otherwise) prepares input
+images as the bot does, each case in a fresh subprocess, and measures the time and the growth of that
+process's peak RSS over its RSS just before (VmHWM, reset through /proc/self/clear_refs; ru_maxrss
+would also carry the parent's peak across exec): a complete 7000 x 7000
+PNG, refused from its header; a 6000 x 4000 JPEG photo, upright and EXIF-rotated, for each provider;
+and ten 4000 x 3000 photos at once through the bot's preparation pool, with the event loop's lag
+measured by a 10 ms ticker, then the same burst through ``asyncio.to_thread`` (the unbounded way).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import math
@@ -36,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -43,15 +53,21 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from PIL import ExifTags, Image
 from pydantic import SecretStr
 
 from bot.inputs import InputStore
+from bot.preparation import PreparationPool
 from bot.store import Job, JobState, NewJob, Store
 from bot.tracker import ProviderLimits, Tracker, TrackerSettings
 from providers import Operation, VideoProvider
 from providers.hidream import HiDream
+from providers.hidream.capabilities import IMAGE_LIMITS as HIDREAM_IMAGE_LIMITS
+from providers.media import ImageLimits, MediaRejected, prepare_image
 from providers.pixverse import PixVerse
+from providers.pixverse.capabilities import IMAGE_LIMITS as PIXVERSE_IMAGE_LIMITS
 from providers.vidu import Vidu
+from providers.vidu.capabilities import IMAGE_LIMITS as VIDU_IMAGE_LIMITS
 from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome, sample_image
 
 PROVIDERS = ("hidream", "pixverse", "vidu")
@@ -90,6 +106,25 @@ MAX_P95_OVER_INTERVAL = 1.0
 MAX_RSS_MB = 150.0
 MAX_RESTART_SECONDS = 3.0
 TARGET_SIZE = 10_000
+
+#: The media section's inputs and targets (issue 9, point 7).
+IMAGE_LIMITS: dict[str, ImageLimits] = {
+    "hidream": HIDREAM_IMAGE_LIMITS,
+    "pixverse": PIXVERSE_IMAGE_LIMITS,
+    "vidu": VIDU_IMAGE_LIMITS,
+}
+HUGE_PNG = (7000, 7000)
+PHOTO = (6000, 4000)
+BURST_PHOTO = (4000, 3000)
+BURST_SIZE = 10
+#: The burst goes to HiDream, whose 2,048-pixel limit makes every 4000 x 3000 photo be resampled.
+BURST_PROVIDER = "hidream"
+TICK_SECONDS = 0.01
+MAX_REFUSAL_MS = 100.0
+#: "No measurable growth": less than one MB of peak RSS.
+MAX_REFUSAL_GROWTH_MB = 1.0
+MAX_PREPARE_GROWTH_MB = 150.0
+MAX_LAG_MS = 100.0
 
 RESULT_MARK = "BENCH-RESULT "
 Result = dict[str, Any]
@@ -593,6 +628,188 @@ def measure(kind: str, size: int, quick: bool) -> Result:
     return result
 
 
+# The media section: inputs made in the parent, each case measured in its own subprocess.
+
+
+def png_striped(width: int, height: int) -> bytes:
+    """A complete RGB PNG with patterned rows, compressed as it is made, so that no pixels are held."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return len(payload).to_bytes(4, "big") + kind + payload + zlib.crc32(kind + payload).to_bytes(4, "big")
+
+    compressor = zlib.compressobj(9)
+    row = b"\x00" + bytes((x * 7) % 256 for x in range(width * 3))
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def photo_jpeg(width: int, height: int, orientation: int = 1) -> bytes:
+    """A JPEG with a photo's mix of smooth areas and grain (about 0.4 bytes a pixel at quality 90)."""
+    grain = Image.effect_noise((width, height), 24)
+    ramp = Image.linear_gradient("L").resize((width, height))
+    mirrored = ramp.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    img = Image.merge("RGB", (Image.blend(ramp, grain, 0.5), Image.blend(mirrored, grain, 0.3), grain))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=90, exif=exif)
+    return buffer.getvalue()
+
+
+def make_media_inputs(folder: Path) -> dict[str, Path]:
+    inputs = {
+        "huge_png": png_striped(*HUGE_PNG),
+        "photo": photo_jpeg(*PHOTO),
+        "photo_rotated": photo_jpeg(*PHOTO, orientation=6),
+        "burst_photo": photo_jpeg(*BURST_PHOTO),
+    }
+    paths = {}
+    for name, data in inputs.items():
+        paths[name] = folder / f"{name}.{'png' if name.endswith('png') else 'jpg'}"
+        paths[name].write_bytes(data)
+    return paths
+
+
+def rss_kib(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process alone, in KiB."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:"))
+
+
+def start_peak_rss() -> int:
+    """Reset the peak RSS to the current RSS (Linux 4.0 or later) and return it, in KiB."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+    return rss_kib("VmRSS")
+
+
+def prepare_case(path: Path, provider: str) -> Result:
+    """One image prepared (or refused) for ``provider``, on a warm interpreter with the data in memory."""
+    data = path.read_bytes()
+    before = start_peak_rss()
+    started = time.perf_counter()
+    try:
+        prepared = prepare_image(data, IMAGE_LIMITS[provider])
+        outcome = f"{prepared.width}x{prepared.height} {prepared.format.value}, {len(prepared.data) / 1e6:.1f} MB"
+    except MediaRejected as exc:
+        outcome = f"refused: {exc}"
+    seconds = time.perf_counter() - started
+    return {
+        "input_mb": len(data) / 1e6,
+        "seconds": seconds,
+        "growth_mb": (rss_kib("VmHWM") - before) / 1024,
+        "outcome": outcome,
+    }
+
+
+async def burst_case(data: bytes, provider: str, count: int, *, bounded: bool) -> Result:
+    """``count`` preparations started at once, through the pool or asyncio.to_thread, while a ticker
+    measures how late the event loop wakes it."""
+    limits = IMAGE_LIMITS[provider]
+    pool = PreparationPool()
+    lags: list[float] = []
+
+    async def ticking() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            expected = loop.time() + TICK_SECONDS
+            await asyncio.sleep(TICK_SECONDS)
+            lags.append(loop.time() - expected)
+
+    def prepared_size() -> tuple[int, int]:
+        prepared = prepare_image(data, limits)
+        return prepared.width, prepared.height
+
+    before = start_peak_rss()
+    ticker = asyncio.ensure_future(ticking())
+    await asyncio.sleep(TICK_SECONDS * 3)
+    started = time.perf_counter()
+    try:
+        if bounded:
+            sizes = await asyncio.gather(*(pool.run(prepared_size) for _ in range(count)))
+        else:
+            sizes = await asyncio.gather(*(asyncio.to_thread(prepared_size) for _ in range(count)))
+        seconds = time.perf_counter() - started
+    finally:
+        ticker.cancel()
+        pool.close()
+    return {
+        "seconds": seconds,
+        "growth_mb": (rss_kib("VmHWM") - before) / 1024,
+        "lag_max_ms": max(lags) * 1000,
+        "lag_p95_ms": percentile(lags, 0.95) * 1000,
+        "outcome": f"{len(sizes)} x {sizes[0][0]}x{sizes[0][1]}",
+        "workers": pool.workers if bounded else min(32, (os.cpu_count() or 1) + 4),
+    }
+
+
+def media_case(case: Result) -> Result:
+    path = Path(case["path"])
+    if case["kind"] == "burst":
+        return asyncio.run(burst_case(path.read_bytes(), case["provider"], BURST_SIZE, bounded=case["bounded"]))
+    return prepare_case(path, case["provider"])
+
+
+def measure_media_case(case: Result) -> Result:
+    command = [sys.executable, "-m", "tests.bench", "--media-case", json.dumps(case)]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)  # noqa: S603
+    line = next(line for line in reversed(done.stdout.splitlines()) if line.startswith(RESULT_MARK))
+    result: Result = json.loads(line.removeprefix(RESULT_MARK))
+    return result
+
+
+def media_section() -> str:
+    """Every media case, and the table of what they measured against the targets."""
+    rows: list[tuple[str, str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-media-") as folder:
+        paths = make_media_inputs(Path(folder))
+        for provider in PROVIDERS:
+            run = measure_media_case({"kind": "prepare", "path": str(paths["huge_png"]), "provider": provider})
+            refused = run["outcome"].startswith("refused: ")
+            ok = refused and run["seconds"] * 1000 < MAX_REFUSAL_MS and run["growth_mb"] < MAX_REFUSAL_GROWTH_MB
+            rows.append(
+                (
+                    f"{HUGE_PNG[0]}x{HUGE_PNG[1]} PNG ({run['input_mb']:.1f} MB) for {provider}",
+                    f"{run['seconds'] * 1000:.1f} ms, peak +{run['growth_mb']:.1f} MB, "
+                    + ("refused" if refused else run["outcome"]),
+                    f"< {MAX_REFUSAL_MS:g} ms, < {MAX_REFUSAL_GROWTH_MB:g} MB",
+                    verdict(ok),
+                )
+            )
+        for name, label in (("photo", ""), ("photo_rotated", ", EXIF-rotated")):
+            for provider in PROVIDERS:
+                run = measure_media_case({"kind": "prepare", "path": str(paths[name]), "provider": provider})
+                ok = not run["outcome"].startswith("refused") and run["growth_mb"] < MAX_PREPARE_GROWTH_MB
+                rows.append(
+                    (
+                        f"{PHOTO[0]}x{PHOTO[1]} JPEG{label} for {provider} ({IMAGE_LIMITS[provider].max_side} px)",
+                        f"{run['seconds']:.2f} s, peak +{run['growth_mb']:.0f} MB, {run['outcome']}",
+                        f"< {MAX_PREPARE_GROWTH_MB:g} MB",
+                        verdict(ok),
+                    )
+                )
+        for bounded in (True, False):
+            case = {"kind": "burst", "path": str(paths["burst_photo"]), "provider": BURST_PROVIDER, "bounded": bounded}
+            run = measure_media_case(case)
+            way = f"pool of {run['workers']}" if bounded else f"asyncio.to_thread ({run['workers']} threads)"
+            rows.append(
+                (
+                    f"{BURST_SIZE} x {BURST_PHOTO[0]}x{BURST_PHOTO[1]} JPEG at once, {way}",
+                    f"loop lag max {run['lag_max_ms']:.1f} ms (p95 {run['lag_p95_ms']:.1f}), "
+                    f"peak +{run['growth_mb']:.0f} MB, {run['seconds']:.2f} s",
+                    f"lag < {MAX_LAG_MS:g} ms" if bounded else "(before: for comparison)",
+                    verdict(run["lag_max_ms"] < MAX_LAG_MS) if bounded else "",
+                )
+            )
+    header = ("media preparation", "measured", "target", "")
+    lines = [header, *rows]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.bench", description=__doc__.splitlines()[0] if __doc__ else ""
@@ -600,8 +817,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help=f"a smoke check: N = {QUICK_SIZE} with short run times")
     parser.add_argument("--main", type=int, metavar="N", help="only the main run of N jobs; prints JSON")
     parser.add_argument("--restart", type=int, metavar="N", help="only the restart run of N jobs; prints JSON")
+    parser.add_argument("--media", action="store_true", help="only the media section (image preparation)")
+    parser.add_argument("--media-case", metavar="JSON", help="one media case; prints JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, handlers=[logging.NullHandler()])
+    if args.media_case is not None:
+        print(RESULT_MARK + json.dumps(media_case(json.loads(args.media_case))), flush=True)
+        return 0
+    if args.media:
+        started = time.monotonic()
+        print(f"python -m tests.bench --media ({os.cpu_count()} CPUs, Python {platform.python_version()})", flush=True)
+        print(media_section())
+        print(f"Total time {time.monotonic() - started:.0f} s")
+        return 0
     if args.main is not None or args.restart is not None:
         run = (
             main_run(args.main, quick=args.quick)
@@ -624,6 +852,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if logged:
         print(f"Log records at WARNING or above: {logged}")
+    print(media_section())
     print(f"Total time {time.monotonic() - started:.0f} s")
     return 0
 

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import os
 import random
 import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 import zlib
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from PIL import ExifTags, Image, ImageCms
 
+from bot.preparation import PreparationPool
 from providers.media import (
     MAX_PIXELS,
     ImageFormat,
@@ -104,6 +113,21 @@ def png_header_only(width: int, height: int) -> bytes:
         + png_chunk(b"IDAT", zlib.compress(b"\x00" * 16))
         + png_chunk(b"IEND", b"")
     )
+
+
+def png_bilevel(width: int, height: int) -> bytes:
+    """A complete black-and-white PNG with striped rows: real pixels, yet cheap to make at any size."""
+    compressor = zlib.compressobj(1)
+    row = b"\x00" + b"\xf0" * ((width + 7) // 8)
+    rows = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", rows) + png_chunk(b"IEND", b"")
+
+
+def pillow_allocations() -> tuple[int, int]:
+    """Images Pillow has created and memory blocks it has allocated so far, from its own counters."""
+    stats = Image.core.get_stats()
+    return stats["new_count"], stats["allocated_blocks"]
 
 
 def with_orientation(img: Image.Image, orientation: int, fmt: str = "JPEG") -> bytes:
@@ -542,13 +566,189 @@ def test_too_small_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("width", "height", "megapixels"),
-    [(20000, 20000, "400"), (10000, 6000, "60"), (7072, 7072, "50.01"), (2**31 - 1, 1, "2147.5")],
+    [(20000, 20000, "400"), (10000, 6000, "60"), (7000, 7000, "49"), (6325, 6325, "40.01"), (2**31 - 1, 1, "2147.5")],
 )
 def test_too_many_pixels_is_refused_before_decoding(width: int, height: int, megapixels: str) -> None:
     # pytest turns warnings into errors, so this also proves Pillow's bomb warning never fires.
     message = rejected(png_header_only(width, height))
     assert f"{width}×{height} pixels ({megapixels} megapixels)" in message
     assert f"{MAX_PIXELS // 1_000_000}-megapixel limit" in message
+
+
+def test_the_pixel_budget_is_40_megapixels() -> None:
+    assert MAX_PIXELS == 40_000_000
+
+
+def test_a_complete_7000x7000_png_is_refused_without_decoding_a_pixel() -> None:
+    data = png_bilevel(7000, 7000)
+    assert len(data) < 1_000_000
+    before = pillow_allocations()
+    message = rejected(data)
+    assert pillow_allocations() == before
+    assert message == (
+        "That image is 7000×7000 pixels (49 megapixels), over the 40-megapixel limit; attach a smaller version."
+    )
+
+
+def test_an_image_of_exactly_the_budget_is_not_refused_for_its_size() -> None:
+    # A header of exactly 40 megapixels with no pixels behind it: refused as damaged, so it got past the budget.
+    message = rejected(png_header_only(8000, 5000))
+    assert "damaged or incomplete" in message
+
+
+@pytest.fixture(scope="module")
+def rotated_halves_6000x4000() -> bytes:
+    """Stored 6000x4000, left half red, with EXIF orientation 6: shown 4000x6000 with red on top."""
+    return with_orientation(halves(6000, 4000), 6)
+
+
+@pytest.mark.parametrize(
+    ("max_side", "size"),
+    [
+        pytest.param(1000, (667, 1000), id="decoded-at-a-quarter"),
+        pytest.param(2048, (1365, 2048), id="decoded-at-half"),
+        pytest.param(4000, (2667, 4000), id="decoded-in-full"),
+    ],
+)
+def test_a_large_rotated_photo_comes_out_upright_at_the_right_size(
+    rotated_halves_6000x4000: bytes, max_side: int, size: tuple[int, int]
+) -> None:
+    prepared = prepare_image(rotated_halves_6000x4000, ImageLimits(formats=WEB, max_bytes=20 * MB, max_side=max_side))
+    out = decode(prepared.data)
+    assert (prepared.width, prepared.height) == size
+    assert out.size == size
+    width, height = size
+    assert close(rgb_at(out, width // 2, height // 10), RED, tolerance=30)
+    assert close(rgb_at(out, width // 2, height - height // 10), BLUE, tolerance=30)
+    assert close(rgb_at(out, width // 10, height // 2 - 20), RED, tolerance=30)
+    assert close(rgb_at(out, width - width // 10, height // 2 + 20), BLUE, tolerance=30)
+
+
+PEAK_GROWTH_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from providers.media import ImageFormat, ImageLimits, prepare_image
+
+    def peak_kib():
+        # VmHWM belongs to this process alone; ru_maxrss would carry over the parent's peak across exec.
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+    data = open(sys.argv[1], "rb").read()
+    formats = frozenset({ImageFormat.PNG, ImageFormat.JPEG, ImageFormat.WEBP})
+    limits = ImageLimits(formats=formats, max_bytes=20 * 1024 * 1024, max_side=int(sys.argv[2]))
+    before = peak_kib()
+    prepared = prepare_image(data, limits)
+    print(prepared.width, prepared.height, peak_kib() - before)
+    """
+)
+
+
+def prepared_in_a_fresh_process(data: bytes, max_side: int, folder: Path) -> tuple[int, int, float]:
+    """Width and height of the prepared image, and the growth of the peak memory (MiB) preparing it took."""
+    path = folder / "input"
+    path.write_bytes(data)
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", PEAK_GROWTH_SCRIPT, str(path), str(max_side)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    width, height, growth_kib = map(int, done.stdout.split())
+    return width, height, growth_kib / 1024
+
+
+# Pillow keeps RGB at four bytes a pixel.
+FULL_6000X4000_MIB = 6000 * 4000 * 4 / 2**20
+
+
+def test_a_large_photo_decodes_at_a_reduced_scale(photo_6000x4000: bytes, tmp_path: Path) -> None:
+    width, height, growth = prepared_in_a_fresh_process(photo_6000x4000, 1000, tmp_path)
+    assert (width, height) == (1000, 667)
+    assert growth < FULL_6000X4000_MIB / 4
+
+
+def test_a_rotated_photo_is_never_held_twice_at_full_size(rotated_halves_6000x4000: bytes, tmp_path: Path) -> None:
+    # The decoded picture and the 4000x2667 result may coexist, but no second full-size copy.
+    width, height, growth = prepared_in_a_fresh_process(rotated_halves_6000x4000, 4000, tmp_path)
+    assert (width, height) == (2667, 4000)
+    assert growth < FULL_6000X4000_MIB + 4000 * 2667 * 4 / 2**20 + 20
+
+
+# --- the preparation pool ---------------------------------------------------------------------
+
+
+async def wait_until(check: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        await asyncio.sleep(0.001)
+
+
+async def test_the_pool_runs_no_more_preparations_at_once_than_its_workers() -> None:
+    pool = PreparationPool(workers=2)
+    lock = threading.Lock()
+    gate = threading.Semaphore(0)
+    running = entered = most = 0
+
+    def held(index: int) -> int:
+        nonlocal running, entered, most
+        with lock:
+            running += 1
+            entered += 1
+            most = max(most, running)
+        gate.acquire(timeout=30)
+        with lock:
+            running -= 1
+        return index
+
+    submissions = [asyncio.ensure_future(pool.run(held, index)) for index in range(7)]
+    try:
+        for released in range(7):
+            # The pool takes the next submission as soon as a worker is free, so two are always in.
+            await wait_until(lambda released=released: entered >= min(released + 2, 7))
+            gate.release()
+        assert await asyncio.gather(*submissions) == list(range(7))
+    finally:
+        for _ in range(7):
+            gate.release()
+        pool.close()
+    assert most == 2
+
+
+async def test_the_pool_prepares_a_burst_of_photos_while_the_loop_keeps_running(photo_6000x4000: bytes) -> None:
+    pool = PreparationPool(workers=2)
+    limits = ImageLimits(formats=WEB, max_bytes=20 * MB, max_side=1000)
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.ensure_future(ticking())
+    try:
+        results = await asyncio.gather(*(pool.run(prepare_image, photo_6000x4000, limits) for _ in range(5)))
+    finally:
+        ticker.cancel()
+        pool.close()
+    assert [(result.width, result.height) for result in results] == [(1000, 667)] * 5
+    assert ticks > 5
+
+
+async def test_a_closed_pool_takes_no_more_work() -> None:
+    pool = PreparationPool(workers=1)
+    assert await pool.run(max, 1, 2) == 2
+    pool.close()
+    with pytest.raises(RuntimeError):
+        await pool.run(max, 1, 2)
+
+
+def test_a_pool_needs_at_least_one_worker() -> None:
+    with pytest.raises(ValueError, match="at least one worker"):
+        PreparationPool(workers=0)
 
 
 # --- files that are not usable images ---------------------------------------------------------
