@@ -1,1 +1,1 @@
-"""The Discord bot: configuration, composition root, and (in later steps) the job ledger and tracker."""
+"""The Discord bot: settings, the composition root, the job ledger, the scheduler and the Discord side."""

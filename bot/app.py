@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
 
 import discord
 from discord.ext import commands
@@ -17,6 +16,7 @@ from bot.jobs import JobService
 from bot.presenter import Presenter
 from bot.store import Store
 from bot.tracker import Tracker
+from bot.tree import JobTree
 from providers import VideoProvider
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class AnimateBot(commands.Bot):
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),
             help_command=None,
+            tree_cls=JobTree,
             **options,  # type: ignore[arg-type]
         )
         self.settings = settings
@@ -100,7 +101,8 @@ class AnimateBot(commands.Bot):
 
     async def close(self) -> None:
         # Stop taking commands first, then let the tracker finish its writes; jobs stay resumable.
-        self.tree.interaction_check = _closed  # type: ignore[method-assign]
+        assert isinstance(self.tree, JobTree)
+        self.tree.closing = True
         await self.tracker.stop()
         await self.health.stop()
         await self.presenter.stop()
@@ -108,7 +110,3 @@ class AnimateBot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("Connected to Discord as %s in %d servers", self.user, len(self.guilds))
-
-
-async def _closed(interaction: discord.Interaction[Any]) -> bool:
-    return False

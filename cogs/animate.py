@@ -1,5 +1,5 @@
-"""/animate hidream|pixverse|vidu and /stylize. Option names are the contract in DESIGN.md; their
-descriptions, choices, ranges and lengths come from the providers' capability tables."""
+"""/animate hidream|pixverse|vidu and /stylize. Option names are a contract (README, "Commands and
+options"); their descriptions, choices, ranges and lengths come from the providers' capability tables."""
 
 from __future__ import annotations
 

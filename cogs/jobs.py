@@ -12,7 +12,8 @@ from bot.buttons import StyleMenu
 from bot.errors import UserError
 from bot.store import Job, JobState
 from bot.tracker import JobNotCancellable
-from cogs.common import admit_member, bot_of, can_manage, reply_error, start_card
+from bot.tree import reply_error
+from cogs.common import admit_member, bot_of, can_manage, start_card
 
 if TYPE_CHECKING:
     from bot.app import AnimateBot
@@ -138,8 +139,3 @@ class CardActions:
 async def setup(bot: AnimateBot) -> None:
     bot.tree.add_command(Jobs())
     bot.job_actions = CardActions()
-
-    async def on_error(interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:
-        await reply_error(interaction, error)
-
-    bot.tree.on_error = on_error  # type: ignore[method-assign]
