@@ -26,6 +26,16 @@ would also carry the parent's peak across exec): a complete 7000 x 7000
 PNG, refused from its header; a 6000 x 4000 JPEG photo, upright and EXIF-rotated, for each provider;
 and ten 4000 x 3000 photos at once through the bot's preparation pool, with the event loop's lag
 measured by a 10 ms ticker, then the same burst through ``asyncio.to_thread`` (the unbounded way).
+
+The ledger section (``--ledger`` runs it alone, with its own restart run at N = 10,000; it follows the
+tracker runs otherwise, and takes their restart run) measures the issue 10 targets. The idle run
+enqueues 10,000 jobs through ``tracker.enqueue`` with a running cap of one per provider, whose one job
+runs far longer than the run at its fake, waits until every queued job shows its position, and then
+counts the process's CPU time over IDLE_SECONDS of wall time: the share of one core an idle bot takes
+while jobs wait for room (the fakes share the process, idle but for a poll of the three running jobs).
+The throughput run opens a ledger alone, creates jobs, then walks each from queued through submitting
+and running to succeeded with ``Store.transition``, one asyncio task per job, and counts state changes
+per second.
 """
 
 from __future__ import annotations
@@ -125,6 +135,17 @@ MAX_REFUSAL_MS = 100.0
 MAX_REFUSAL_GROWTH_MB = 1.0
 MAX_PREPARE_GROWTH_MB = 150.0
 MAX_LAG_MS = 100.0
+
+#: The ledger section's sizes and targets (issue 10).
+IDLE_SIZE = 10_000
+IDLE_SECONDS = 20.0
+QUICK_IDLE_SECONDS = 5.0
+#: How often the idle run asks the ledger whether every queued job shows its position.
+SETTLE_STEP = 0.5
+MAX_IDLE_CPU_SHARE = 0.02
+THROUGHPUT_JOBS = 2_000
+MIN_TRANSITIONS_PER_SECOND = 1_000.0
+THROUGHPUT_WALK = (JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED)
 
 RESULT_MARK = "BENCH-RESULT "
 Result = dict[str, Any]
@@ -250,8 +271,8 @@ class World:
     inputs: InputStore
     media: dict[str, dict[str, Any]]
 
-    def tracker(self, observer: Observer) -> Tracker:
-        limits = {name: ProviderLimits() for name in PROVIDERS}
+    def tracker(self, observer: Observer, *, max_running: int | None = None) -> Tracker:
+        limits = {name: ProviderLimits(max_running=max_running) for name in PROVIDERS}
         tracker = Tracker(self.store, self.providers, self.inputs, TrackerSettings(POLL_INTERVAL, limits=limits))
         tracker.subscribe(observer)
         return tracker
@@ -471,6 +492,126 @@ async def restart_run(total: int, *, quick: bool) -> Result:
         "peak_rss_mb": peak_rss_mb(),
         "wall_seconds": time.monotonic() - progress.started,
         "log": dict(handler.counts),
+    }
+
+
+def fake_requests(fakes: Mapping[str, Any]) -> int:
+    """Every request the fakes answered so far, media downloads left out."""
+    return sum(fake.route_count(route) for fake in fakes.values() for route in fake.route_names if route != "media")
+
+
+async def positions_settled(store: Store) -> bool:
+    """Whether every queued job of every provider shows the position it will be sent in."""
+    for name in PROVIDERS:
+        order = await store.queue_order(name)
+        if any(shown != position for position, (_, shown) in enumerate(order, start=1)):
+            return False
+    return True
+
+
+async def idle_run(total: int, *, quick: bool) -> Result:
+    """``total`` jobs waiting for room at providers that are full, and the CPU the process takes meanwhile."""
+    progress = Progress(f"idle    N={total:,}")
+    handler = CountingHandler()
+    logging.getLogger().addHandler(handler)
+    async with world(total, QUEUE_SECONDS, dict.fromkeys(PROVIDERS, RESTART_RUN_SECONDS)) as here:
+        observer = Observer(here.fakes, total)
+        tracker = here.tracker(observer, max_running=1)
+        await tracker.start()
+        try:
+            enqueue_started = progress(f"enqueueing {total:,} jobs, at most 1 running per provider")
+            await here.enqueue(tracker, total)
+            enqueued = progress("all enqueued; waiting for one job running per provider and every position")
+            enqueue_seconds = enqueued - enqueue_started
+            running = await wait_until(lambda: len(observer.running) >= len(PROVIDERS), PHASE_TIMEOUT, step=0.01)
+            settled = False
+            deadline = time.monotonic() + PHASE_TIMEOUT
+            while time.monotonic() < deadline:
+                if await positions_settled(here.store):
+                    settled = True
+                    break
+                await asyncio.sleep(SETTLE_STEP)
+            settle_seconds = progress(f"settled: {settled}, running: {len(observer.running)}") - enqueued
+            requests_before = fake_requests(here.fakes)
+            polls_before = sum(tracker.stats.poll_requests.values())
+            cpu_before, wall_before = time.process_time(), time.monotonic()
+            await asyncio.sleep(QUICK_IDLE_SECONDS if quick else IDLE_SECONDS)
+            cpu, wall = time.process_time() - cpu_before, time.monotonic() - wall_before
+            requests = fake_requests(here.fakes) - requests_before
+            polls = sum(tracker.stats.poll_requests.values()) - polls_before
+            queued = 0
+            for name in PROVIDERS:
+                queued += len(await here.store.queue_order(name))
+            progress(f"{cpu:.2f} CPU s over {wall:.1f} s: {cpu / wall:.2%} of a core; {queued:,} still queued")
+        finally:
+            await tracker.stop()
+    return {
+        "n": total,
+        "running": len(observer.running),
+        "queued": queued,
+        "settled": settled and running,
+        "enqueue_seconds": enqueue_seconds,
+        "settle_seconds": settle_seconds,
+        "cpu_seconds": cpu,
+        "idle_seconds": wall,
+        "cpu_share": cpu / wall,
+        "fake_requests": requests,
+        "poll_requests": polls,
+        "peak_rss_mb": peak_rss_mb(),
+        "wall_seconds": time.monotonic() - progress.started,
+        "log": dict(handler.counts),
+    }
+
+
+async def throughput_run(total: int) -> Result:
+    """State changes one process writes per second: ``total`` jobs created, then each walked to its end
+    by its own asyncio task, all at once, as the scheduler's sends and polls do."""
+    progress = Progress(f"ledger  N={total:,}")
+    with tempfile.TemporaryDirectory(prefix="bench-ledger-") as folder:
+        store = await Store.open(Path(folder) / "bot.db")
+        try:
+            created_started = time.perf_counter()
+            ids = []
+            for index in range(total):
+                name = PROVIDERS[index % len(PROVIDERS)]
+                new = NewJob(
+                    channel_id=100,
+                    user_id=1_000 + index % 50,
+                    guild_id=1,
+                    provider=name,
+                    operation=Operation.IMAGE_TO_VIDEO.value,
+                    params=PARAMS[name],
+                    media={"path": f"bench-{name}"},
+                    key=f"ledger-{index}",
+                )
+                ids.append((await store.create_job(new)).id)
+            create_seconds = time.perf_counter() - created_started
+            progress(f"{total:,} jobs created in {create_seconds:.2f} s; walking each to succeeded")
+
+            async def walk(job_id: int) -> None:
+                previous = JobState.QUEUED
+                for state in THROUGHPUT_WALK:
+                    fields: dict[str, Any] = {"task_id": f"task-{job_id}"} if state is JobState.RUNNING else {}
+                    await store.transition(job_id, state, detail="bench", expect={previous}, **fields)
+                    previous = state
+
+            cpu_before, walk_started = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(walk(job_id) for job_id in ids))
+            walk_seconds = time.perf_counter() - walk_started
+            cpu = time.process_time() - cpu_before
+            states = Counter(job.state.value for job in await store.get_jobs(ids))
+        finally:
+            await store.close()
+    transitions = total * len(THROUGHPUT_WALK)
+    progress(f"{transitions:,} transitions in {walk_seconds:.2f} s: {transitions / walk_seconds:,.0f}/s")
+    return {
+        "n": total,
+        "creates_per_second": total / create_seconds,
+        "transitions": transitions,
+        "transition_seconds": walk_seconds,
+        "transitions_per_second": transitions / walk_seconds,
+        "cpu_share": cpu / walk_seconds,
+        "states": dict(states),
     }
 
 
@@ -810,6 +951,60 @@ def media_section() -> str:
     return "\n".join(text)
 
 
+def ledger_section(restarts: list[Result], *, quick: bool) -> str:
+    """The issue 10 targets: an idle bot's CPU, the ledger's write rate, and a restart at 10,000 jobs
+    (taken from ``restarts`` when the tracker runs measured it, else measured here); ``quick`` measures
+    QUICK_SIZE jobs instead, as a smoke check."""
+    idle = measure("idle", QUICK_SIZE if quick else IDLE_SIZE, quick)
+    ledger = measure("throughput", QUICK_SIZE if quick else THROUGHPUT_JOBS, quick)
+    size = QUICK_SIZE if quick else TARGET_SIZE
+    restart = next((run for run in restarts if run["n"] == size), None) or measure("restart", size, quick)
+    restart_ok = restart["first_poll_seconds"] <= MAX_RESTART_SECONDS and restart["unfinished"] == restart["n"]
+    rows = [
+        (
+            f"idle CPU, {idle['n']:,} jobs waiting for room",
+            f"{idle['cpu_share']:.2%} of a core ({idle['cpu_seconds']:.2f} s CPU over {idle['idle_seconds']:.0f} s; "
+            f"{idle['running']} running, {idle['queued']:,} queued, {idle['fake_requests']} fake requests)",
+            f"≤ {MAX_IDLE_CPU_SHARE:.0%}",
+            verdict(idle["settled"] and idle["cpu_share"] <= MAX_IDLE_CPU_SHARE),
+        ),
+        (
+            "  enqueue, then every position shown",
+            f"{idle['enqueue_seconds']:.1f} s ({idle['n'] / idle['enqueue_seconds']:,.0f} jobs/s), "
+            f"then {idle['settle_seconds']:.1f} s; peak RSS {idle['peak_rss_mb']:.0f} MB",
+            "",
+            "",
+        ),
+        (
+            "ledger state changes per second",
+            f"{ledger['transitions_per_second']:,.0f}/s ({ledger['transitions']:,} in "
+            f"{ledger['transition_seconds']:.2f} s, {ledger['n']:,} concurrent tasks)",
+            f"≥ {MIN_TRANSITIONS_PER_SECOND:,.0f}/s",
+            verdict(
+                ledger["transitions_per_second"] >= MIN_TRANSITIONS_PER_SECOND
+                and ledger["states"] == {JobState.SUCCEEDED.value: ledger["n"]}
+            ),
+        ),
+        ("  jobs created per second", f"{ledger['creates_per_second']:,.0f}/s, one after another", "", ""),
+        (
+            "restart to first poll",
+            f"{restart['first_poll_seconds']:.2f} s ({restart['unfinished']:,} unfinished; "
+            f"every job asked for after {restart['every_poll_seconds']:.1f} s)",
+            f"≤ {MAX_RESTART_SECONDS:g} s",
+            verdict(restart_ok),
+        ),
+    ]
+    header = ("ledger (issue 10)", "measured", "target", "")
+    lines = [header, *rows]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * width for width in widths))
+    logged = {kind: run["log"] for kind, run in (("idle", idle), ("restart", restart)) if run["log"]}
+    if logged:
+        text.append(f"Log records at WARNING or above: {logged}")
+    return "\n".join(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.bench", description=__doc__.splitlines()[0] if __doc__ else ""
@@ -817,6 +1012,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help=f"a smoke check: N = {QUICK_SIZE} with short run times")
     parser.add_argument("--main", type=int, metavar="N", help="only the main run of N jobs; prints JSON")
     parser.add_argument("--restart", type=int, metavar="N", help="only the restart run of N jobs; prints JSON")
+    parser.add_argument("--idle", type=int, metavar="N", help="only the idle run of N waiting jobs; prints JSON")
+    parser.add_argument("--throughput", type=int, metavar="N", help="only the ledger write run of N jobs; prints JSON")
+    parser.add_argument(
+        "--ledger",
+        action="store_true",
+        help="only the ledger section (idle CPU, write rate, restart at 10,000; with --quick at 300)",
+    )
     parser.add_argument("--media", action="store_true", help="only the media section (image preparation)")
     parser.add_argument("--media-case", metavar="JSON", help="one media case; prints JSON")
     args = parser.parse_args(argv)
@@ -828,6 +1030,16 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         print(f"python -m tests.bench --media ({os.cpu_count()} CPUs, Python {platform.python_version()})", flush=True)
         print(media_section())
+        print(f"Total time {time.monotonic() - started:.0f} s")
+        return 0
+    if args.idle is not None or args.throughput is not None:
+        result = idle_run(args.idle, quick=args.quick) if args.idle is not None else throughput_run(args.throughput)
+        print(RESULT_MARK + json.dumps(asyncio.run(result)), flush=True)
+        return 0
+    if args.ledger:
+        started = time.monotonic()
+        print(f"python -m tests.bench --ledger ({os.cpu_count()} CPUs, Python {platform.python_version()})", flush=True)
+        print(ledger_section([], quick=args.quick))
         print(f"Total time {time.monotonic() - started:.0f} s")
         return 0
     if args.main is not None or args.restart is not None:
@@ -852,6 +1064,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if logged:
         print(f"Log records at WARNING or above: {logged}")
+    print(ledger_section(restarts, quick=args.quick))
     print(media_section())
     print(f"Total time {time.monotonic() - started:.0f} s")
     return 0
