@@ -384,7 +384,8 @@ class Store:
             if max_running is not None:
                 busy = await _scalar(
                     db,
-                    "SELECT COUNT(*) FROM jobs WHERE provider = ? AND state IN ('submitting', 'running')",
+                    "SELECT COUNT(*) FROM jobs WHERE provider = ? AND state IN ('submitting', 'running')"
+                    " AND state IN ('queued', 'submitting', 'running')",
                     (provider,),
                 )
                 free = min(limit, max_running - int(busy or 0))
@@ -444,6 +445,7 @@ class Store:
         async with self._transaction() as db:
             rows = await db.execute_fetchall(
                 "SELECT id FROM jobs WHERE provider = ? AND state = ? AND next_check_at <= ?"
+                " AND state IN ('queued', 'submitting', 'running')"
                 " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_check_at LIMIT ?",
                 (provider, state.value, _column_value(now + horizon), stamp, limit),
             )
@@ -583,7 +585,8 @@ class Store:
         now = self._stamp()
         async with self._transaction() as db:
             rows = await db.execute_fetchall(
-                "SELECT id FROM jobs WHERE state = 'queued' AND created_at < ? ORDER BY id",
+                "SELECT id FROM jobs WHERE state = 'queued' AND created_at < ?"
+                " AND state IN ('queued', 'submitting', 'running') ORDER BY id",
                 (_column_value(created_before),),
             )
             ended = []
