@@ -53,6 +53,8 @@ Clock = Callable[[], float]
 #: The longest the loop sleeps without being woken: the pace at which it notices work that another
 #: process (or a clock jump) made due.
 MAX_SLEEP = 30.0
+#: Poll requests claimed per provider request slot: work handed out ahead of the slots freeing up.
+POLL_BACKLOG = 8
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ class Tracker:
         self._stopping = False
         # Caches that can be thrown away: they only save the loop some reads.
         self._polls_in_flight: Counter[str] = Counter()
+        self._poll_slots: dict[str, asyncio.Semaphore] = {}
         self._blocked_until: dict[str, datetime | None] = {}
         self._queues_changed: set[str] = set(providers)
         self._next_maintenance = 0.0
@@ -493,8 +496,9 @@ class Tracker:
 
     async def _dispatch_polls(self, provider: VideoProvider) -> int:
         size = max(1, provider.poll_batch_size)
-        # One request answers many tasks for a batching provider; otherwise a few are in flight.
-        slots = (2 if size > 1 else self.settings.max_polls_in_flight) - self._polls_in_flight[provider.name]
+        # Claimed polls queue behind the provider's request slots, so a pass hands out enough work for
+        # several rounds of requests instead of one request per freed slot.
+        slots = self._request_capacity(provider) * POLL_BACKLOG - self._polls_in_flight[provider.name]
         if slots <= 0:
             return 0
         # Tasks due soon ride along in a batch, so requests go out full instead of one per task.
@@ -517,11 +521,13 @@ class Tracker:
     async def _poll(self, provider: VideoProvider, group: list[Job]) -> None:
         if self.first_poll_at is None:
             self.first_poll_at = self._clock()
-        self.stats.poll_requests[provider.name] += 1
-        self.stats.tasks_polled[provider.name] += len(group)
         results: list[tuple[Job, TaskStatus | ProviderError]]
         try:
-            statuses = await provider.poll([TaskRef(job.task_id or "", Operation(job.operation)) for job in group])
+            async with self._request_slots(provider):
+                self.stats.poll_requests[provider.name] += 1
+                self.stats.tasks_polled[provider.name] += len(group)
+                tasks = [TaskRef(job.task_id or "", Operation(job.operation)) for job in group]
+                statuses = await provider.poll(tasks)
             results = list(zip(group, statuses, strict=True))
         except ProviderError as exc:
             results = [(job, exc) for job in group]
@@ -600,6 +606,17 @@ class Tracker:
         if shown:
             for job in await self.store.get_jobs(shown):
                 self._publish(job)
+
+    def _request_capacity(self, provider: VideoProvider) -> int:
+        # One request answers many tasks for a batching provider; otherwise a few are in flight.
+        return 2 if provider.poll_batch_size > 1 else self.settings.max_polls_in_flight
+
+    def _request_slots(self, provider: VideoProvider) -> asyncio.Semaphore:
+        slots = self._poll_slots.get(provider.name)
+        if slots is None:
+            slots = asyncio.Semaphore(self._request_capacity(provider))
+            self._poll_slots[provider.name] = slots
+        return slots
 
     def _deadline(self, job: Job) -> datetime:
         limits = self.settings.limits_for(job.provider)

@@ -310,9 +310,10 @@ class Store:
                 values["next_check_at"] = None
                 values["delivery_next_at"] = now
             assignments = ", ".join(f"{name} = ?" for name in values)
-            await db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))  # noqa: S608
+            sql = f"UPDATE jobs SET {assignments} WHERE id = ? RETURNING *"  # noqa: S608
+            updated = list(await db.execute_fetchall(sql, (*values.values(), job_id)))
             await _add_event(db, job_id, now, current, to_state, detail)
-            return await _fetch(db, job_id)
+            return Job.from_row(updated[0])
 
     async def update_jobs(self, updates: Mapping[int, Mapping[str, Any]]) -> None:
         """Set fields of many jobs in one transaction, without changing their state."""
