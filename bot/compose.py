@@ -11,16 +11,16 @@ from typing import Any
 
 import aiohttp
 
-from bot.app import AnimateBot
 from bot.config import Settings
-from bot.inputs import InputStore
-from bot.jobs import JobService
-from bot.preparation import PreparationPool
+from bot.jobs.inputs import InputStore
+from bot.jobs.preparation import PreparationPool
+from bot.jobs.retention import Retention
+from bot.jobs.scheduler import Scheduler
+from bot.jobs.scheduler_settings import scheduler_settings
+from bot.jobs.service import JobService
 from bot.providers import build_providers
-from bot.retention import Retention
-from bot.scheduling import tracker_settings
 from bot.store import Store
-from bot.tracker import Tracker
+from bot.ui.app import AnimateBot
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ async def assemble(
     now: Callable[[], datetime] = utc_now,
     **bot_options: Any,
 ) -> AsyncIterator[AnimateBot]:
-    """The bot with its providers, ledger, tracker and job service; everything is closed on exit."""
+    """The bot with its providers, ledger, scheduler and job service; everything is closed on exit."""
     providers = build_providers(settings, session)
     if providers:
         log.info("Providers enabled: %s", ", ".join(sorted(providers)))
@@ -53,10 +53,10 @@ async def assemble(
             input_retention=timedelta(hours=settings.input_retention_hours),
             job_retention=timedelta(days=settings.job_retention_days) if settings.job_retention_days else None,
         )
-        tracker = Tracker(store, providers, inputs, tracker_settings(settings), maintenance=retention)
-        jobs = JobService(providers, tracker, inputs, session, preparation=preparation)
+        scheduler = Scheduler(store, providers, inputs, scheduler_settings(settings), maintenance=retention)
+        jobs = JobService(providers, scheduler, inputs, session, preparation=preparation)
         async with AnimateBot(
-            settings=settings, providers=providers, store=store, tracker=tracker, jobs=jobs, now=now, **bot_options
+            settings=settings, providers=providers, store=store, scheduler=scheduler, jobs=jobs, now=now, **bot_options
         ) as bot:
             yield bot
     finally:

@@ -1,6 +1,6 @@
 """``/healthz``: the running bot's liveness over HTTP, for the container's HEALTHCHECK.
 
-200 when the gateway is connected, the ledger takes writes and the tracker's scheduler runs;
+200 when the gateway is connected, the ledger takes writes and the scheduler's scheduler runs;
 503 naming each part that is not, otherwise.
 """
 

@@ -16,7 +16,7 @@ from providers.pixverse.capabilities import IMAGE_TO_VIDEO as PIXVERSE
 from providers.vidu.capabilities import IMAGE_TO_VIDEO as VIDU
 
 if TYPE_CHECKING:
-    from bot.app import AnimateBot
+    from bot.ui.app import AnimateBot
 
 IMAGE_HELP = "The picture to animate (PNG, JPEG or WebP)."
 NOT_OPTIONS = ("interaction", "image", "video")

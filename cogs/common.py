@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.errors import UserError
-from bot.jobs import Requester
-from bot.limits import admit
+from bot.jobs.admission import admit
+from bot.jobs.service import Requester
 from bot.store import Admission, Job
 from providers import Capabilities, Operation
 from providers.media import VideoLimits, format_size
 
 if TYPE_CHECKING:
-    from bot.app import AnimateBot
+    from bot.ui.app import AnimateBot
 
 log = logging.getLogger(__name__)
 

@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bot import cards
-from bot.buttons import StyleMenu
 from bot.errors import UserError
+from bot.jobs.scheduler import JobNotCancellable
 from bot.store import Job, JobState
-from bot.tracker import JobNotCancellable
-from bot.tree import reply_error
+from bot.ui import cards
+from bot.ui.buttons import StyleMenu
+from bot.ui.tree import reply_error
 from cogs.common import admit_member, bot_of, can_manage, start_card
 
 if TYPE_CHECKING:
-    from bot.app import AnimateBot
+    from bot.ui.app import AnimateBot
 
 LIST_LIMIT = 10
 
@@ -36,7 +36,7 @@ async def cancel_job(interaction: discord.Interaction[Any], job: Job) -> str:
     if not can_manage(interaction, job):
         raise UserError(f"Only the person who started job {job.id}, or someone who can manage messages, can cancel it.")
     try:
-        cancelled = await bot_of(interaction).tracker.cancel(job.id)
+        cancelled = await bot_of(interaction).scheduler.cancel(job.id)
     except JobNotCancellable as exc:
         raise UserError(str(exc)) from None
     if cancelled.state is JobState.SUBMITTING:

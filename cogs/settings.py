@@ -9,13 +9,13 @@ import discord
 from discord import app_commands
 
 from bot.errors import UserError
-from bot.limits import Limits, next_reset, usage_now
+from bot.jobs.admission import Limits, next_reset, usage_now
 from bot.providers import PROVIDER_NAMES
 from bot.store import GuildSettings
 from cogs.common import bot_of
 
 if TYPE_CHECKING:
-    from bot.app import AnimateBot
+    from bot.ui.app import AnimateBot
 
 PROVIDER_CHOICES = [app_commands.Choice(name=label, value=name) for name, label in PROVIDER_NAMES.items()]
 

@@ -99,7 +99,7 @@ class ProviderTimeout(ProviderUnavailable):
 class SubmitOutcomeUnknown(ProviderUnavailable):
     """A job-creating request failed in a way that leaves open whether the provider created the job.
 
-    Never resend such a request blindly: reconcile first (see the tracker's per-provider rules).
+    Never resend such a request blindly: reconcile first (see the scheduler's per-provider rules).
     """
 
     retryable = False

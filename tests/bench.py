@@ -1,25 +1,25 @@
-"""Benchmark of the tracker: N in-flight jobs against the loopback fake providers, in one process.
+"""Benchmark of the scheduler: N in-flight jobs against the loopback fake providers, in one process.
 
 ``python -m tests.bench`` (``make bench``) measures N = 1,000 and N = 10,000 and prints one table;
 ``--quick`` measures N = 300 with short run times as a smoke check. Each measurement runs in a fresh
 subprocess, so that its peak RSS is its own.
 
 Every subprocess starts the three fakes (request recording off), one aiohttp session, the three
-clients, a ledger in a temporary file, an input folder and a tracker with no running cap and no
+clients, a ledger in a temporary file, an input folder and a scheduler with no running cap and no
 per-minute cap, polling every 5 s (the bot's default). The jobs, split evenly across HiDream,
-PixVerse and Vidu, go through ``tracker.enqueue``, so every submit reaches a fake.
+PixVerse and Vidu, go through ``scheduler.enqueue``, so every submit reaches a fake.
 
 The main run takes every job to its end with realistic run times and measures provider requests per
 job (submits, uploads and polls, as the fakes count them); HiDream batch requests against one request
-per task, both per tracker round and per pass over the HiDream tasks in flight; the delay from a task
-finishing at its fake (the fake task's ``end_at``) to the tracker publishing the job as succeeded;
+per task, both per scheduler round and per pass over the HiDream tasks in flight; the delay from a task
+finishing at its fake (the fake task's ``end_at``) to the scheduler publishing the job as succeeded;
 peak RSS; and CPU seconds per 1,000 jobs. The fakes share the process, so RSS and CPU include theirs.
 
 The restart run gives the tasks a run time far longer than the run, waits until every job runs at
-its provider, stops the tracker and starts a new one on the same ledger, and measures the time to the
-new tracker's first poll (and until every unfinished job's status has been asked for once).
+its provider, stops the scheduler and starts a new one on the same ledger, and measures the time to the
+new scheduler's first poll (and until every unfinished job's status has been asked for once).
 
-The media section (``--media`` runs it alone; it follows the tracker runs otherwise) prepares input
+The media section (``--media`` runs it alone; it follows the scheduler runs otherwise) prepares input
 images as the bot does, each case in a fresh subprocess, and measures the time and the growth of that
 process's peak RSS over its RSS just before (VmHWM, reset through /proc/self/clear_refs; ru_maxrss
 would also carry the parent's peak across exec): a complete 7000 x 7000
@@ -28,8 +28,8 @@ and ten 4000 x 3000 photos at once through the bot's preparation pool, with the 
 measured by a 10 ms ticker, then the same burst through ``asyncio.to_thread`` (the unbounded way).
 
 The ledger section (``--ledger`` runs it alone, with its own restart run at N = 10,000; it follows the
-tracker runs otherwise, and takes their restart run) measures the issue 10 targets. The idle run
-enqueues 10,000 jobs through ``tracker.enqueue`` with a running cap of one per provider, whose one job
+scheduler runs otherwise, and takes their restart run) measures the issue 10 targets. The idle run
+enqueues 10,000 jobs through ``scheduler.enqueue`` with a running cap of one per provider, whose one job
 runs far longer than the run at its fake, waits until every queued job shows its position, and then
 counts the process's CPU time over IDLE_SECONDS of wall time: the share of one core an idle bot takes
 while jobs wait for room (the fakes share the process, idle but for a poll of the three running jobs).
@@ -66,10 +66,10 @@ import aiohttp
 from PIL import ExifTags, Image
 from pydantic import SecretStr
 
-from bot.inputs import InputStore
-from bot.preparation import PreparationPool
+from bot.jobs.inputs import InputStore
+from bot.jobs.preparation import PreparationPool
+from bot.jobs.scheduler import ProviderLimits, Scheduler, SchedulerSettings
 from bot.store import Job, JobState, NewJob, Store
-from bot.tracker import ProviderLimits, Tracker, TrackerSettings
 from providers import Operation, VideoProvider
 from providers.hidream import HiDream
 from providers.hidream.capabilities import IMAGE_LIMITS as HIDREAM_IMAGE_LIMITS
@@ -96,7 +96,7 @@ QUICK_RUN_SECONDS = {"hidream": 3.0, "pixverse": 3.0, "vidu": 4.0}
 RUN_SPREAD = 0.2
 #: In the restart run no task may end before the restart.
 RESTART_RUN_SECONDS = 3_600.0
-#: How often the watcher reads the tracker's counters.
+#: How often the watcher reads the scheduler's counters.
 SAMPLE_SECONDS = 0.05
 #: The longest wait for one phase (every job running, every job ended) before the run reports what it has.
 PHASE_TIMEOUT = 300.0
@@ -169,7 +169,7 @@ class CountingHandler(logging.Handler):
 
 
 class Observer:
-    """The tracker's subscriber: which jobs run, which ended, and how late each success was seen."""
+    """The scheduler's subscriber: which jobs run, which ended, and how late each success was seen."""
 
     def __init__(self, fakes: Mapping[str, Any], total: int) -> None:
         self.fakes = fakes
@@ -210,13 +210,13 @@ class Observer:
 class BatchWatcher:
     """Reads HiDream's poll counters every SAMPLE_SECONDS and weighs the requests against full batches.
 
-    Per tracker round: the tasks counted between two samples that saw a new round belong to that
+    Per scheduler round: the tasks counted between two samples that saw a new round belong to that
     round; rounds begun within one sample are merged, which can only make the bound stricter.
     Per pass: with n HiDream tasks in flight, asking for each once takes ceil(n / batch) requests at
     best, so every task polled is worth ceil(n / batch) / n requests.
     """
 
-    tracker: Tracker
+    scheduler: Scheduler
     observer: Observer
     batch: int
     last: tuple[int, int, int] = (0, 0, 0)
@@ -226,7 +226,7 @@ class BatchWatcher:
     pass_bound: float = 0.0
 
     def sample(self) -> None:
-        stats = self.tracker.stats
+        stats = self.scheduler.stats
         now = (stats.poll_rounds["hidream"], stats.poll_requests["hidream"], stats.tasks_polled["hidream"])
         new_rounds, new_tasks = now[0] - self.last[0], now[2] - self.last[2]
         if new_rounds > 0:
@@ -271,13 +271,13 @@ class World:
     inputs: InputStore
     media: dict[str, dict[str, Any]]
 
-    def tracker(self, observer: Observer, *, max_running: int | None = None) -> Tracker:
+    def scheduler(self, observer: Observer, *, max_running: int | None = None) -> Scheduler:
         limits = {name: ProviderLimits(max_running=max_running) for name in PROVIDERS}
-        tracker = Tracker(self.store, self.providers, self.inputs, TrackerSettings(POLL_INTERVAL, limits=limits))
-        tracker.subscribe(observer)
-        return tracker
+        scheduler = Scheduler(self.store, self.providers, self.inputs, SchedulerSettings(POLL_INTERVAL, limits=limits))
+        scheduler.subscribe(observer)
+        return scheduler
 
-    async def enqueue(self, tracker: Tracker, total: int) -> None:
+    async def enqueue(self, scheduler: Scheduler, total: int) -> None:
         """Enqueue ``total`` jobs one after another, as commands would, round robin over the providers."""
         for index in range(total):
             name = PROVIDERS[index % len(PROVIDERS)]
@@ -291,7 +291,7 @@ class World:
                 media=self.media[name],
                 key=f"bench-{total}-{index}",
             )
-            await tracker.enqueue(new)
+            await scheduler.enqueue(new)
 
 
 @contextlib.asynccontextmanager
@@ -409,13 +409,13 @@ async def main_run(total: int, *, quick: bool) -> Result:
     queue_seconds, run_seconds = timings(quick)
     async with world(total, queue_seconds, run_seconds) as here:
         observer = Observer(here.fakes, total)
-        tracker = here.tracker(observer)
-        watcher = BatchWatcher(tracker, observer, here.providers["hidream"].poll_batch_size)
-        await tracker.start()
+        scheduler = here.scheduler(observer)
+        watcher = BatchWatcher(scheduler, observer, here.providers["hidream"].poll_batch_size)
+        await scheduler.start()
         watching = asyncio.create_task(watcher.run(), name="batch watcher")
         try:
             enqueue_started = progress(f"enqueueing {total:,} jobs")
-            await here.enqueue(tracker, total)
+            await here.enqueue(scheduler, total)
             enqueued = progress(f"all enqueued; {len(observer.ended):,} ended so far") - enqueue_started
             await wait_event(observer.all_ended, PHASE_TIMEOUT)
             progress(f"{len(observer.ended):,} ended; at most {observer.peak_in_flight:,} were in flight at once")
@@ -423,7 +423,7 @@ async def main_run(total: int, *, quick: bool) -> Result:
             watching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watching
-            await tracker.stop()
+            await scheduler.stop()
         jobs = jobs_per_provider(total)
         requests = {
             name: {
@@ -453,37 +453,37 @@ async def main_run(total: int, *, quick: bool) -> Result:
 
 
 async def restart_run(total: int, *, quick: bool) -> Result:
-    """Every job running at its provider, then a restart of the tracker on the same ledger."""
+    """Every job running at its provider, then a restart of the scheduler on the same ledger."""
     progress = Progress(f"restart N={total:,}")
     handler = CountingHandler()
     logging.getLogger().addHandler(handler)
     queue_seconds, _ = timings(quick)
     async with world(total, queue_seconds, dict.fromkeys(PROVIDERS, RESTART_RUN_SECONDS)) as here:
         observer = Observer(here.fakes, total)
-        tracker = here.tracker(observer)
-        await tracker.start()
+        scheduler = here.scheduler(observer)
+        await scheduler.start()
         try:
             progress(f"enqueueing {total:,} jobs")
-            await here.enqueue(tracker, total)
+            await here.enqueue(scheduler, total)
             await wait_event(observer.all_running, PHASE_TIMEOUT)
             unfinished = total - len(observer.ended)
-            progress(f"{len(observer.running):,} running, {unfinished:,} unfinished; restarting the tracker")
-            await tracker.stop()
-            tracker = here.tracker(observer)
+            progress(f"{len(observer.running):,} running, {unfinished:,} unfinished; restarting the scheduler")
+            await scheduler.stop()
+            scheduler = here.scheduler(observer)
             started = time.monotonic()
-            await tracker.start()
-            await wait_until(lambda: tracker.first_poll_at is not None, PHASE_TIMEOUT)
-            first_poll = (tracker.first_poll_at or math.nan) - started
+            await scheduler.start()
+            await wait_until(lambda: scheduler.first_poll_at is not None, PHASE_TIMEOUT)
+            first_poll = (scheduler.first_poll_at or math.nan) - started
             in_flight = dict(observer.in_flight)
             polled = await wait_until(
-                lambda: all(tracker.stats.tasks_polled[name] >= count for name, count in in_flight.items()),
+                lambda: all(scheduler.stats.tasks_polled[name] >= count for name, count in in_flight.items()),
                 PHASE_TIMEOUT,
                 step=0.01,
             )
             every_poll = time.monotonic() - started if polled else math.nan
             progress(f"first poll {first_poll:.3f} s after the restart; every job asked for after {every_poll:.1f} s")
         finally:
-            await tracker.stop()
+            await scheduler.stop()
     return {
         "n": total,
         "unfinished": unfinished,
@@ -516,11 +516,11 @@ async def idle_run(total: int, *, quick: bool) -> Result:
     logging.getLogger().addHandler(handler)
     async with world(total, QUEUE_SECONDS, dict.fromkeys(PROVIDERS, RESTART_RUN_SECONDS)) as here:
         observer = Observer(here.fakes, total)
-        tracker = here.tracker(observer, max_running=1)
-        await tracker.start()
+        scheduler = here.scheduler(observer, max_running=1)
+        await scheduler.start()
         try:
             enqueue_started = progress(f"enqueueing {total:,} jobs, at most 1 running per provider")
-            await here.enqueue(tracker, total)
+            await here.enqueue(scheduler, total)
             enqueued = progress("all enqueued; waiting for one job running per provider and every position")
             enqueue_seconds = enqueued - enqueue_started
             running = await wait_until(lambda: len(observer.running) >= len(PROVIDERS), PHASE_TIMEOUT, step=0.01)
@@ -533,18 +533,18 @@ async def idle_run(total: int, *, quick: bool) -> Result:
                 await asyncio.sleep(SETTLE_STEP)
             settle_seconds = progress(f"settled: {settled}, running: {len(observer.running)}") - enqueued
             requests_before = fake_requests(here.fakes)
-            polls_before = sum(tracker.stats.poll_requests.values())
+            polls_before = sum(scheduler.stats.poll_requests.values())
             cpu_before, wall_before = time.process_time(), time.monotonic()
             await asyncio.sleep(QUICK_IDLE_SECONDS if quick else IDLE_SECONDS)
             cpu, wall = time.process_time() - cpu_before, time.monotonic() - wall_before
             requests = fake_requests(here.fakes) - requests_before
-            polls = sum(tracker.stats.poll_requests.values()) - polls_before
+            polls = sum(scheduler.stats.poll_requests.values()) - polls_before
             queued = 0
             for name in PROVIDERS:
                 queued += len(await here.store.queue_order(name))
             progress(f"{cpu:.2f} CPU s over {wall:.1f} s: {cpu / wall:.2%} of a core; {queued:,} still queued")
         finally:
-            await tracker.stop()
+            await scheduler.stop()
     return {
         "n": total,
         "running": len(observer.running),
@@ -754,7 +754,7 @@ def describe(quick: bool) -> str:
     return "\n".join(
         [
             f"{command} ({os.cpu_count()} CPUs, Python {platform.python_version()})",
-            f"tracker: poll interval {POLL_INTERVAL:g} s, no running or per-minute caps, "
+            f"scheduler: poll interval {POLL_INTERVAL:g} s, no running or per-minute caps, "
             f"HiDream batches of {HiDream.poll_batch_size}; one {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} PNG input",
             f"fake queue + run time: {runs}; restart run: {RESTART_RUN_SECONDS:g} s runs",
         ]
@@ -953,7 +953,7 @@ def media_section() -> str:
 
 def ledger_section(restarts: list[Result], *, quick: bool) -> str:
     """The issue 10 targets: an idle bot's CPU, the ledger's write rate, and a restart at 10,000 jobs
-    (taken from ``restarts`` when the tracker runs measured it, else measured here); ``quick`` measures
+    (taken from ``restarts`` when the scheduler runs measured it, else measured here); ``quick`` measures
     QUICK_SIZE jobs instead, as a smoke check."""
     idle = measure("idle", QUICK_SIZE if quick else IDLE_SIZE, quick)
     ledger = measure("throughput", QUICK_SIZE if quick else THROUGHPUT_JOBS, quick)

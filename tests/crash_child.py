@@ -1,4 +1,4 @@
-"""A process that runs the tracker against given provider URLs until it is killed (used by the crash tests).
+"""A process that runs the scheduler against given provider URLs until it is killed (used by the crash tests).
 
 Finished jobs are announced to a delivery endpoint with the job key as nonce (as Discord's
 ``enforce_nonce`` would dedupe them), then marked delivered in the ledger.
@@ -15,9 +15,9 @@ from pathlib import Path
 import aiohttp
 from pydantic import SecretStr
 
-from bot.inputs import InputStore
+from bot.jobs.inputs import InputStore
+from bot.jobs.scheduler import ProviderLimits, Scheduler, SchedulerSettings
 from bot.store import Job, Store
-from bot.tracker import ProviderLimits, Tracker, TrackerSettings
 from providers import VideoProvider
 from providers.hidream import HiDream
 from providers.http import RetryPolicy
@@ -38,18 +38,18 @@ async def main(args: argparse.Namespace) -> None:
         }
         hold = ProviderLimits(max_running=0)
         limits = {name: hold for name in providers} if args.hold else {name: ProviderLimits() for name in providers}
-        settings = TrackerSettings(poll_interval=0.05, max_poll_interval=0.2, limits=limits)
-        tracker = Tracker(store, providers, InputStore(Path(args.inputs)), settings)
+        settings = SchedulerSettings(poll_interval=0.05, max_poll_interval=0.2, limits=limits)
+        scheduler = Scheduler(store, providers, InputStore(Path(args.inputs)), settings)
 
         async def deliver(job: Job) -> None:
             if not job.state.finished:
                 return
             async with session.post(args.delivery, json={"nonce": job.key, "state": job.state.value}) as response:
                 response.raise_for_status()
-            await tracker.mark_delivered(job.id)
+            await scheduler.mark_delivered(job.id)
 
-        tracker.subscribe(deliver)
-        await tracker.start()
+        scheduler.subscribe(deliver)
+        await scheduler.start()
         print("ready", flush=True)
         await asyncio.Event().wait()
 

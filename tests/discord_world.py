@@ -15,10 +15,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.app import AnimateBot
 from bot.compose import assemble
 from bot.config import Settings
 from bot.store import Job
+from bot.ui.app import AnimateBot
 from tests.conftest import image_bytes
 from tests.fake_discord import FakeDiscord, FakeMessage, connect_client
 from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot import cards
-from bot.inputs import THUMBNAIL_SIDE, InputStore
+from bot.jobs.inputs import THUMBNAIL_SIDE, InputStore
 from bot.store import Job, JobState, NewJob, Store
+from bot.ui import cards
 from providers.media import ImageFormat, PreparedImage
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.jobs.scheduler_settings import scheduler_settings
 from bot.providers import build_providers
-from bot.scheduling import tracker_settings
 from providers import Operation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,19 +133,19 @@ async def test_a_provider_with_an_empty_key_is_disabled(monkeypatch: pytest.Monk
     assert providers["pixverse"].display_name == "PixVerse"
 
 
-def test_tracker_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scheduler_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIDU_MAX_RUNNING", "3")
     monkeypatch.setenv("HIDREAM_STYLIZE_SUBMITS_PER_MINUTE", "0")
     monkeypatch.setenv("POLL_INTERVAL_SECONDS", "2")
     monkeypatch.setenv("VIDU_DEADLINE_MINUTES", "90")
-    tracker = tracker_settings(load_settings(env_file=None))
-    assert tracker.poll_interval == 2
-    assert tracker.limits["vidu"].max_running == 3
-    assert tracker.limits["vidu"].deadline == timedelta(minutes=90)
-    assert tracker.limits["hidream"].max_running is None
-    assert tracker.limits["hidream"].submits_per_minute == {Operation.IMAGE_TO_VIDEO: 10}
-    assert tracker.limits["pixverse"].submits_per_minute == {}
-    assert tracker.queue_timeout == timedelta(hours=6)
+    scheduler = scheduler_settings(load_settings(env_file=None))
+    assert scheduler.poll_interval == 2
+    assert scheduler.limits["vidu"].max_running == 3
+    assert scheduler.limits["vidu"].deadline == timedelta(minutes=90)
+    assert scheduler.limits["hidream"].max_running is None
+    assert scheduler.limits["hidream"].submits_per_minute == {Operation.IMAGE_TO_VIDEO: 10}
+    assert scheduler.limits["pixverse"].submits_per_minute == {}
+    assert scheduler.queue_timeout == timedelta(hours=6)
 
 
 def test_env_example_lists_every_setting_with_its_default() -> None:

@@ -1,4 +1,4 @@
-"""Crash safety: a process running the tracker is killed with SIGKILL at each step of a job, restarted,
+"""Crash safety: a process running the scheduler is killed with SIGKILL at each step of a job, restarted,
 and every job still ends in exactly one final state, with one provider task and one delivery."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.inputs import InputStore
+from bot.jobs.inputs import InputStore
 from bot.store import Job, JobState, Store
 from providers import VideoProvider
 from tests.conftest import hidream_client, pixverse_client, vidu_client
 from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu
-from tests.tracking import new_job
+from tests.scheduling import new_job
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"HD_KEY": "hd-crash-key", "PV_KEY": "pv-crash-key", "VD_KEY": "vd-crash-key"}

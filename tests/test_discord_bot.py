@@ -443,10 +443,10 @@ async def test_healthz_names_the_failing_part(world: World) -> None:
         async with world.session.get(url) as response:
             assert (response.status, await response.json()) == (200, {"status": "ok", "failing": []})
         assert await asyncio.to_thread(probe_url, url) == (True, '{"status": "ok", "failing": []}')
-        await bot.tracker.stop()
+        await bot.scheduler.stop()
         async with world.session.get(url) as response:
-            assert (response.status, await response.json()) == (503, {"status": "failing", "failing": ["tracker"]})
-        assert await asyncio.to_thread(probe_url, url) == (False, "failing: tracker")
+            assert (response.status, await response.json()) == (503, {"status": "failing", "failing": ["scheduler"]})
+        assert await asyncio.to_thread(probe_url, url) == (False, "failing: scheduler")
     assert (await asyncio.to_thread(probe_url, url))[0] is False
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from PIL import ExifTags, Image, ImageCms
 
-from bot.preparation import PreparationPool
+from bot.jobs.preparation import PreparationPool
 from providers.media import (
     MAX_PIXELS,
     ImageFormat,

@@ -1,6 +1,6 @@
 """Issue 10: the races and drifts of a scheduler that keeps its own copy of the world.
 
-Every test goes through the tracker's public API (or end to end through the fake Discord), so that it
+Every test goes through the scheduler's public API (or end to end through the fake Discord), so that it
 holds for any scheduler that keeps its promises.
 """
 
@@ -19,15 +19,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.inputs import InputStore
+from bot.jobs.inputs import InputStore
+from bot.jobs.scheduler import JobNotCancellable, ProviderLimits, Scheduler, SchedulerSettings
 from bot.store import Job, JobState, Store
-from bot.tracker import JobNotCancellable, ProviderLimits, Tracker, TrackerSettings
 from providers import GenerationRequest, Operation, VideoProvider
 from providers.errors import SubmitOutcomeUnknown
 from tests.conftest import hidream_client, pixverse_client, vidu_client
 from tests.discord_world import World, answer, world
 from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome, Task
-from tests.tracking import new_job, wait_for
+from tests.scheduling import new_job, wait_for
 
 __all__ = ["world"]
 
@@ -40,28 +40,31 @@ ACTIVE_LIMIT_SENTENCE = (
 
 @dataclass
 class Rig:
-    """Three fake providers, clients pointed at them and one ledger; trackers come and go over it."""
+    """Three fake providers, clients pointed at them and one ledger; schedulers come and go over it."""
 
     fakes: dict[str, Any]
     providers: dict[str, VideoProvider]
     store: Store
     inputs: InputStore
-    live: list[Tracker] = field(default_factory=list)
+    live: list[Scheduler] = field(default_factory=list)
 
-    async def start(self, **settings: Any) -> Tracker:
-        tracker = Tracker(
-            self.store, self.providers, self.inputs, settings=TrackerSettings(**{**FAST, "limits": NO_CAPS, **settings})
+    async def start(self, **settings: Any) -> Scheduler:
+        scheduler = Scheduler(
+            self.store,
+            self.providers,
+            self.inputs,
+            settings=SchedulerSettings(**{**FAST, "limits": NO_CAPS, **settings}),
         )
-        await tracker.start()
-        self.live.append(tracker)
-        return tracker
+        await scheduler.start()
+        self.live.append(scheduler)
+        return scheduler
 
-    async def stop(self, tracker: Tracker) -> None:
-        self.live.remove(tracker)
-        await tracker.stop()
+    async def stop(self, scheduler: Scheduler) -> None:
+        self.live.remove(scheduler)
+        await scheduler.stop()
 
-    async def enqueue(self, tracker: Tracker, provider: str, **kwargs: Any) -> Job:
-        return await tracker.enqueue(new_job(self.providers[provider], self.inputs, **kwargs))
+    async def enqueue(self, scheduler: Scheduler, provider: str, **kwargs: Any) -> Job:
+        return await scheduler.enqueue(new_job(self.providers[provider], self.inputs, **kwargs))
 
     def tasks_of(self, provider: str, job: Job) -> list[Task]:
         """The provider's tasks that carry the job: by task id, or for Vidu by the key in the payload."""
@@ -94,8 +97,8 @@ async def rig(
         try:
             yield built
         finally:
-            for tracker in list(built.live):
-                await built.stop(tracker)
+            for scheduler in list(built.live):
+                await built.stop(scheduler)
             await store.close()
 
 
@@ -141,11 +144,11 @@ async def test_a_requeued_job_waiting_at_a_full_provider_leaves_the_process_idle
     async with rig(tmp_path, fakes={"vidu": {"queue_seconds": 0}}) as world:
         world.fakes["vidu"].fail("create", "server_error", status=503)
         world.fakes["vidu"].outcomes.append(Outcome(run_seconds=5.0))
-        tracker = await world.start(
+        scheduler = await world.start(
             poll_interval=0.5, max_poll_interval=1.0, limits={"vidu": ProviderLimits(max_running=1)}
         )
-        waiting = await world.enqueue(tracker, "vidu")
-        holder = await world.enqueue(tracker, "vidu")
+        waiting = await world.enqueue(scheduler, "vidu")
+        holder = await world.enqueue(scheduler, "vidu")
         await wait_for(world.store, holder.id, lambda job: job.state is JobState.RUNNING)
         assert (await world.store.get_job(waiting.id)).state is JobState.QUEUED  # type: ignore[union-attr]
 
@@ -162,17 +165,17 @@ async def test_a_job_waiting_for_a_running_slot_a_minute_later_leaves_the_proces
     async with rig(tmp_path, fakes={"hidream": {"queue_seconds": 0}}) as world:
         world.fakes["hidream"].outcomes.append(Outcome(run_seconds=5.0))
         limits = ProviderLimits(max_running=1, submits_per_minute={Operation.IMAGE_TO_VIDEO: 10})
-        tracker = Tracker(
+        scheduler = Scheduler(
             world.store,
             world.providers,
             world.inputs,
-            settings=TrackerSettings(poll_interval=0.5, max_poll_interval=1.0, limits={"hidream": limits}),
+            settings=SchedulerSettings(poll_interval=0.5, max_poll_interval=1.0, limits={"hidream": limits}),
             clock=lambda: time.monotonic() + skew[0],
         )
-        await tracker.start()
-        world.live.append(tracker)
-        holder = await world.enqueue(tracker, "hidream")
-        waiting = await world.enqueue(tracker, "hidream")
+        await scheduler.start()
+        world.live.append(scheduler)
+        holder = await world.enqueue(scheduler, "hidream")
+        waiting = await world.enqueue(scheduler, "hidream")
         await wait_for(world.store, holder.id, lambda job: job.state is JobState.RUNNING)
         # A minute passes (the clock jumps) while the first job still runs.
         skew[0] = 61.0
@@ -191,10 +194,10 @@ async def test_a_job_waiting_for_a_running_slot_a_minute_later_leaves_the_proces
 @pytest.mark.parametrize("provider", ["hidream", "pixverse", "vidu"])
 async def test_a_job_finished_while_the_bot_was_down_succeeds_after_its_deadline(tmp_path: Path, provider: str) -> None:
     async with rig(tmp_path, fakes={provider: {"queue_seconds": 0, "run_seconds": 1.0}}) as world:
-        tracker = await world.start()
-        job = await world.enqueue(tracker, provider)
+        scheduler = await world.start()
+        job = await world.enqueue(scheduler, provider)
         running = await wait_for(world.store, job.id, lambda job: job.state is JobState.RUNNING)
-        await world.stop(tracker)
+        await world.stop(scheduler)
         assert (await world.store.get_job(job.id)).state is JobState.RUNNING  # type: ignore[union-attr]
         deadline = timedelta(seconds=1)
         [task] = world.tasks_of(provider, running)
@@ -211,12 +214,12 @@ async def test_a_job_finished_while_the_bot_was_down_succeeds_after_its_deadline
 async def test_a_job_that_finishes_in_its_last_poll_interval_succeeds(tmp_path: Path) -> None:
     # Polls come every 2 s; the task ends 2.3 s after it was created; the deadline is 2.5 s.
     async with rig(tmp_path, fakes={"pixverse": {"queue_seconds": 0, "run_seconds": 2.3}}) as world:
-        tracker = await world.start(
+        scheduler = await world.start(
             poll_interval=2.0,
             max_poll_interval=2.0,
             limits={"pixverse": ProviderLimits(deadline=timedelta(seconds=2.5))},
         )
-        job = await world.enqueue(tracker, "pixverse")
+        job = await world.enqueue(scheduler, "pixverse")
         done = await wait_for(world.store, job.id, within=15)
 
         assert done.state is JobState.SUCCEEDED, done.error_reason
@@ -231,14 +234,14 @@ async def test_a_cancel_racing_a_submit_never_forgets_a_task(tmp_path: Path) -> 
     chance = random.Random(10)
     async with rig(tmp_path, fakes={"vidu": {"queue_seconds": 30}}) as world:
         world.fakes["vidu"].fail("create", "hang", times=tries, seconds=0.2)
-        tracker = await world.start()
+        scheduler = await world.start()
 
         async def enqueue_then_cancel(delay: float) -> int:
-            job = await world.enqueue(tracker, "vidu")
+            job = await world.enqueue(scheduler, "vidu")
             if delay:
                 await asyncio.sleep(delay)
             with contextlib.suppress(JobNotCancellable):
-                await tracker.cancel(job.id)
+                await scheduler.cancel(job.id)
             return job.id
 
         delays = [chance.choice([0.0, 0.0, chance.uniform(0, 0.01), chance.uniform(0, 0.3)]) for _ in range(tries)]
@@ -266,10 +269,10 @@ async def test_a_graceful_stop_waits_for_a_slow_hidream_send(tmp_path: Path) -> 
         hidream = world.fakes["hidream"]
         # HiDream creates the task at once and answers 6 s later, within the 10 s HTTP timeout.
         hidream.fail("submit_img2video", "hang", seconds=6.0, after=True)
-        tracker = await world.start()
-        job = await world.enqueue(tracker, "hidream")
+        scheduler = await world.start()
+        job = await world.enqueue(scheduler, "hidream")
         await until(lambda: len(hidream.tasks) == 1)
-        await world.stop(tracker)
+        await world.stop(scheduler)
 
         await world.start()
         done = await wait_for(world.store, job.id, within=15)
@@ -287,8 +290,8 @@ async def test_a_vidu_create_that_lands_late_is_not_sent_twice(tmp_path: Path) -
         vidu = world.fakes["vidu"]
         # The client gives up after 0.3 s; Vidu creates the task 2 s after the request anyway.
         vidu.fail("create", "hang", seconds=2.0, lands_late=True)
-        tracker = await world.start()
-        job = await world.enqueue(tracker, "vidu")
+        scheduler = await world.start()
+        job = await world.enqueue(scheduler, "vidu")
         done = await wait_for(world.store, job.id, within=45)
         # Every create request has landed by now (the late one included).
         await until(lambda: len(vidu.tasks) >= vidu.route_count("create"))

@@ -195,7 +195,7 @@ class HiDream(VideoProvider):
         self, request: GenerationRequest, *, idempotency_key: str, since: datetime
     ) -> Submission | None:
         # Rule: HiDream has no idempotency key and no way to list tasks (request_id is only echoed back),
-        # so an unknown outcome stays unknown. Sending the job again could pay twice; the tracker ends it.
+        # so an unknown outcome stays unknown. Sending the job again could pay twice; the scheduler ends it.
         raise SubmitOutcomeUnknown(
             NAME, "HiDream cannot look a task up by the bot's job key, so it is unknown whether it was started"
         )
@@ -211,7 +211,7 @@ class HiDream(VideoProvider):
         for task in tasks:
             result = found.get((task.operation, task.task_id))
             if result is None:
-                # An unknown id and a task not yet listed look the same; the tracker's deadlines end either.
+                # An unknown id and a task not yet listed look the same; the scheduler's deadlines end either.
                 statuses.append(TaskStatus(task.task_id, TaskState.QUEUED, provider_status="no sub-tasks"))
             else:
                 statuses.append(task_status(result, self._unknown_states))
@@ -278,7 +278,7 @@ def task_status(result: TaskResult, unknown: Callable[[str], None] | None = None
     status values are told to ``unknown``."""
     subs = result.sub_task_results
     if not subs:
-        # An unknown id and a task not yet listed look the same; the tracker's deadlines end either.
+        # An unknown id and a task not yet listed look the same; the scheduler's deadlines end either.
         return TaskStatus(result.task_id, TaskState.QUEUED, provider_status="no sub-tasks")
     codes = [sub.task_status for sub in subs]
     raw = ",".join(str(code) for code in codes)

@@ -4,7 +4,7 @@ writes each outcome as a conditional change. Nothing about a job lives only in m
 Due work is of three kinds: queued jobs a provider has room for (claimed in fair order), jobs being
 sent whose outcome must be checked (a lost answer, or a lease that ran out in a crash), and running
 jobs due for a poll (batched where the provider allows). Each claim is a lease in the job row; whoever
-loses a race reads the row again and acts on what it says. The tracker knows jobs and providers and
+loses a race reads the row again and acts on what it says. The scheduler knows jobs and providers and
 nothing of Discord: it publishes each visible change of a job to its subscribers.
 """
 
@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.background import TaskSet
-from bot.inputs import InputMissing, InputStore
+from bot.jobs.inputs import InputMissing, InputStore
 from bot.store import Admission, InvalidTransition, Job, JobState, NewJob, Store
 from providers import (
     ErrorKind,
@@ -59,7 +59,7 @@ POLL_BACKLOG = 8
 
 @dataclass(frozen=True)
 class ProviderLimits:
-    """How hard the tracker may push one provider, and how long it waits for it."""
+    """How hard the scheduler may push one provider, and how long it waits for it."""
 
     #: Jobs submitting or running at the provider at once; None for no cap.
     max_running: int | None = None
@@ -74,8 +74,8 @@ class ProviderLimits:
 
 
 @dataclass(frozen=True)
-class TrackerSettings:
-    """Timing and limits of the scheduler; bot.scheduling builds the production values from Settings."""
+class SchedulerSettings:
+    """Timing and limits of the scheduler; scheduler_settings() builds the production values from Settings."""
 
     poll_interval: float = 5.0
     max_poll_interval: float = 60.0
@@ -105,7 +105,7 @@ class TrackerSettings:
 
 
 @dataclass
-class TrackerStats:
+class SchedulerStats:
     """Counters for operators and the benchmark."""
 
     poll_rounds: Counter[str] = field(default_factory=Counter)
@@ -123,7 +123,7 @@ def attempt_key(job_key: str, attempt: int) -> str:
     return job_key if attempt <= 1 else f"{job_key}-{attempt}"
 
 
-class Tracker:
+class Scheduler:
     """Drives every unfinished job to one finished state."""
 
     def __init__(
@@ -131,7 +131,7 @@ class Tracker:
         store: Store,
         providers: Mapping[str, VideoProvider],
         inputs: InputStore,
-        settings: TrackerSettings | None = None,
+        settings: SchedulerSettings | None = None,
         *,
         clock: Clock = time.monotonic,
         maintenance: Callable[[], Awaitable[None]] | None = None,
@@ -139,7 +139,7 @@ class Tracker:
         self.store = store
         self.providers = providers
         self.inputs = inputs
-        self.settings = settings or TrackerSettings()
+        self.settings = settings or SchedulerSettings()
         self._clock = clock
         self._maintenance = maintenance
         #: This process's name on the leases it takes.
@@ -158,7 +158,7 @@ class Tracker:
         self._queues_changed: set[str] = set(providers)
         self._next_maintenance = 0.0
         self.first_poll_at: float | None = None
-        self.stats = TrackerStats()
+        self.stats = SchedulerStats()
 
     # Lifecycle.
 
@@ -183,8 +183,8 @@ class Tracker:
                 )
         for job in await self.store.undelivered_jobs():
             self._publish(job)
-        self._publisher = asyncio.create_task(self._publish_forever(), name="tracker publisher")
-        self._loop_task = asyncio.create_task(self._run(), name="tracker")
+        self._publisher = asyncio.create_task(self._publish_forever(), name="scheduler publisher")
+        self._loop_task = asyncio.create_task(self._run(), name="scheduler")
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking new work; sends and polls in flight get the grace to finish, the rest resume at next start."""
@@ -253,7 +253,7 @@ class Tracker:
                 dispatched = await self._pass()
                 delay = await self._seconds_to_next_due()
             except Exception:
-                log.exception("The tracker's scheduling pass failed; it carries on")
+                log.exception("The scheduler's scheduling pass failed; it carries on")
                 delay = 1.0
             if delay <= 0 and not dispatched:
                 # Due work that could not be started (no free poll slot, no room): what frees it wakes us.

@@ -1,16 +1,16 @@
-"""The one place the tracker's limits and timing come from: the settings."""
+"""The one place the scheduler's limits and timing come from: the settings."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 from bot.config import Settings
-from bot.tracker import ProviderLimits, TrackerSettings
+from bot.jobs.scheduler import ProviderLimits, SchedulerSettings
 from providers import Operation
 
 
-def tracker_settings(settings: Settings) -> TrackerSettings:
-    """The tracker's limits and timing from the environment's settings."""
+def scheduler_settings(settings: Settings) -> SchedulerSettings:
+    """The scheduler's limits and timing from the environment's settings."""
 
     def cap(value: int) -> int | None:
         return value or None
@@ -19,7 +19,7 @@ def tracker_settings(settings: Settings) -> TrackerSettings:
         return {Operation(name): value for name, value in by_operation.items() if value}
 
     stall = timedelta(minutes=settings.stall_minutes)
-    return TrackerSettings(
+    return SchedulerSettings(
         poll_interval=settings.poll_interval_seconds,
         max_poll_interval=max(60.0, settings.poll_interval_seconds),
         queue_timeout=timedelta(hours=settings.queue_timeout_hours),

@@ -1,4 +1,4 @@
-"""The tracker against the fake providers: every job reaches exactly one final state."""
+"""The scheduler against the fake providers: every job reaches exactly one final state."""
 
 from __future__ import annotations
 
@@ -12,20 +12,20 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.inputs import InputStore
+from bot.jobs.inputs import InputStore
+from bot.jobs.scheduler import JobNotCancellable, ProviderLimits, Scheduler, SchedulerSettings
 from bot.store import JobState, Store
-from bot.tracker import JobNotCancellable, ProviderLimits, Tracker, TrackerSettings
 from providers import ErrorKind, Operation, VideoProvider
 from tests.conftest import hidream_client, pixverse_client, vidu_client
 from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome
-from tests.tracking import Recorder, new_job, wait_for
+from tests.scheduling import Recorder, new_job, wait_for
 
 FAST = dict(poll_interval=0.05, max_poll_interval=0.2, off_peak_poll_interval=0.2)
 
 
 @dataclass
 class World:
-    """Three fake providers, their clients, a ledger, and a running tracker."""
+    """Three fake providers, their clients, a ledger, and a running scheduler."""
 
     hidream_fake: FakeHiDream
     pixverse_fake: FakePixVerse
@@ -33,7 +33,7 @@ class World:
     providers: dict[str, VideoProvider]
     store: Store
     inputs: InputStore
-    tracker: Tracker
+    scheduler: Scheduler
     recorder: Recorder
     path: Path
 
@@ -41,20 +41,20 @@ class World:
         return {"hidream": self.hidream_fake, "pixverse": self.pixverse_fake, "vidu": self.vidu_fake}[name]
 
     async def enqueue(self, provider: str, **kwargs: Any) -> int:
-        job = await self.tracker.enqueue(new_job(self.providers[provider], self.inputs, **kwargs))
+        job = await self.scheduler.enqueue(new_job(self.providers[provider], self.inputs, **kwargs))
         return job.id
 
     async def restart(self, **settings: Any) -> None:
-        await self.tracker.stop()
-        self.tracker = Tracker(self.store, self.providers, self.inputs, TrackerSettings(**{**FAST, **settings}))
+        await self.scheduler.stop()
+        self.scheduler = Scheduler(self.store, self.providers, self.inputs, SchedulerSettings(**{**FAST, **settings}))
         self.recorder = Recorder()
-        self.tracker.subscribe(self.recorder)
-        await self.tracker.start()
+        self.scheduler.subscribe(self.recorder)
+        await self.scheduler.start()
 
 
 @pytest.fixture
 async def world(tmp_path: Path, session: aiohttp.ClientSession, request: pytest.FixtureRequest) -> AsyncIterator[World]:
-    marker = request.node.get_closest_marker("tracker")
+    marker = request.node.get_closest_marker("scheduler")
     options: dict[str, Any] = dict(marker.kwargs) if marker else {}
     fake_options: dict[str, Any] = options.pop("fakes", {})
     client_options: dict[str, Any] = options.pop("clients", {})
@@ -71,15 +71,15 @@ async def world(tmp_path: Path, session: aiohttp.ClientSession, request: pytest.
         path = tmp_path / "bot.db"
         store = await Store.open(path)
         inputs = InputStore(tmp_path / "inputs")
-        tracker = Tracker(store, providers, inputs, TrackerSettings(**{**FAST, **options}))
+        scheduler = Scheduler(store, providers, inputs, SchedulerSettings(**{**FAST, **options}))
         recorder = Recorder()
-        tracker.subscribe(recorder)
-        await tracker.start()
-        built = World(hd, pv, vd, providers, store, inputs, tracker, recorder, path)
+        scheduler.subscribe(recorder)
+        await scheduler.start()
+        built = World(hd, pv, vd, providers, store, inputs, scheduler, recorder, path)
         try:
             yield built
         finally:
-            await built.tracker.stop()
+            await built.scheduler.stop()
             await store.close()
 
 
@@ -117,7 +117,7 @@ async def test_stylization_goes_through_its_own_endpoints(world: World) -> None:
     }
 
 
-@pytest.mark.tracker(limits={"hidream": ProviderLimits(), "pixverse": ProviderLimits(), "vidu": ProviderLimits()})
+@pytest.mark.scheduler(limits={"hidream": ProviderLimits(), "pixverse": ProviderLimits(), "vidu": ProviderLimits()})
 async def test_many_jobs_across_three_providers_at_once(world: World) -> None:
     ids = [await world.enqueue(name) for name in ("hidream", "pixverse", "vidu") for _ in range(15)]
     jobs = [await wait_for(world.store, job_id, within=20) for job_id in ids]
@@ -128,7 +128,7 @@ async def test_many_jobs_across_three_providers_at_once(world: World) -> None:
     assert world.hidream_fake.route_count("batch_query") < world.pixverse_fake.route_count("result")
 
 
-@pytest.mark.tracker(
+@pytest.mark.scheduler(
     limits={"vidu": ProviderLimits(max_running=2)}, fakes={"vidu": {"queue_seconds": 0, "run_seconds": 1.0}}
 )
 async def test_a_provider_cap_keeps_jobs_queued_with_their_position(world: World) -> None:
@@ -145,7 +145,7 @@ async def test_a_provider_cap_keeps_jobs_queued_with_their_position(world: World
     assert max(overlapping) <= 2
 
 
-@pytest.mark.tracker(
+@pytest.mark.scheduler(
     limits={"hidream": ProviderLimits(submits_per_minute={Operation.STYLIZE: 2})},
     fakes={"hidream": {"run_seconds": 0.1}},
 )
@@ -171,7 +171,7 @@ async def test_a_concurrency_refusal_puts_the_job_back_in_the_queue(world: World
     assert len(world.fake(provider).tasks) == 1
 
 
-@pytest.mark.tracker(fakes={"pixverse": {"replay_refusals": True}})
+@pytest.mark.scheduler(fakes={"pixverse": {"replay_refusals": True}})
 async def test_a_pixverse_refusal_replayed_for_its_trace_id_does_not_block_the_next_attempt(world: World) -> None:
     world.pixverse_fake.fail("generate", "concurrency")
     job_id = await world.enqueue("pixverse")
@@ -233,7 +233,7 @@ async def test_poll_faults_do_not_end_the_job(world: World, provider: str, kind:
     assert job.state is JobState.SUCCEEDED
 
 
-@pytest.mark.tracker(clients={"timeout": 0.3})
+@pytest.mark.scheduler(clients={"timeout": 0.3})
 async def test_a_hanging_poll_does_not_end_the_job(world: World) -> None:
     world.vidu_fake.fail("creations", "hang", times=3, seconds=2)
     job = await wait_for(world.store, await world.enqueue("vidu"), within=15)
@@ -243,7 +243,7 @@ async def test_a_hanging_poll_does_not_end_the_job(world: World) -> None:
 # A submit whose answer is lost: the task exists at the provider, the bot does not know its id.
 
 
-@pytest.mark.tracker(clients={"timeout": 0.3})
+@pytest.mark.scheduler(clients={"timeout": 0.3})
 @pytest.mark.parametrize(("provider", "route"), [("pixverse", "generate"), ("vidu", "create")])
 async def test_a_lost_submit_answer_is_recovered_without_a_second_task(world: World, provider: str, route: str) -> None:
     world.fake(provider).fail(route, "hang", seconds=2, after=True)
@@ -253,7 +253,7 @@ async def test_a_lost_submit_answer_is_recovered_without_a_second_task(world: Wo
     assert job.task_id in {str(task_id) for task_id in world.fake(provider).tasks}
 
 
-@pytest.mark.tracker(clients={"timeout": 0.3})
+@pytest.mark.scheduler(clients={"timeout": 0.3})
 async def test_a_lost_hidream_submit_is_not_sent_again(world: World) -> None:
     world.hidream_fake.fail("submit_img2video", "hang", seconds=2, after=True)
     job = await wait_for(world.store, await world.enqueue("hidream"), within=15)
@@ -263,7 +263,7 @@ async def test_a_lost_hidream_submit_is_not_sent_again(world: World) -> None:
     assert world.hidream_fake.route_count("submit_img2video") == 1
 
 
-@pytest.mark.tracker(limits={"hidream": ProviderLimits(stall=timedelta(seconds=0.5))})
+@pytest.mark.scheduler(limits={"hidream": ProviderLimits(stall=timedelta(seconds=0.5))})
 async def test_a_stalled_job_times_out(world: World) -> None:
     world.hidream_fake.outcomes.append(Outcome("stall", queue_seconds=0, run_seconds=0.1))
     job = await wait_for(world.store, await world.enqueue("hidream"))
@@ -272,7 +272,7 @@ async def test_a_stalled_job_times_out(world: World) -> None:
     assert "made no progress" in job.error_reason
 
 
-@pytest.mark.tracker(
+@pytest.mark.scheduler(
     limits={"vidu": ProviderLimits(deadline=timedelta(seconds=0.5))}, fakes={"vidu": {"run_seconds": 30}}
 )
 async def test_a_job_past_its_deadline_times_out_and_is_cancelled_at_the_provider(world: World) -> None:
@@ -283,7 +283,7 @@ async def test_a_job_past_its_deadline_times_out_and_is_cancelled_at_the_provide
     assert world.vidu_fake.route_count("cancel") == 1
 
 
-@pytest.mark.tracker(queue_timeout=timedelta(seconds=0.3), limits={"vidu": ProviderLimits(max_running=0)})
+@pytest.mark.scheduler(queue_timeout=timedelta(seconds=0.3), limits={"vidu": ProviderLimits(max_running=0)})
 async def test_a_job_queued_too_long_times_out(world: World) -> None:
     job = await wait_for(world.store, await world.enqueue("vidu"))
     assert job.state is JobState.TIMED_OUT
@@ -293,41 +293,41 @@ async def test_a_job_queued_too_long_times_out(world: World) -> None:
 # Cancel in each state.
 
 
-@pytest.mark.tracker(limits={"vidu": ProviderLimits(max_running=0)})
+@pytest.mark.scheduler(limits={"vidu": ProviderLimits(max_running=0)})
 async def test_cancel_a_queued_job(world: World) -> None:
     job_id = await world.enqueue("vidu")
-    job = await world.tracker.cancel(job_id)
+    job = await world.scheduler.cancel(job_id)
     assert (job.state, job.error_kind) == (JobState.CANCELLED, "cancelled")
     assert job.error_reason == "Cancelled before it was sent."
     await asyncio.sleep(0.1)
     assert not world.vidu_fake.tasks
 
 
-@pytest.mark.tracker(fakes={"vidu": {"queue_seconds": 30}})
+@pytest.mark.scheduler(fakes={"vidu": {"queue_seconds": 30}})
 async def test_cancel_a_running_job_where_the_provider_can_cancel(world: World) -> None:
     job_id = await world.enqueue("vidu")
     await wait_for(world.store, job_id, lambda job: job.state is JobState.RUNNING)
-    job = await world.tracker.cancel(job_id)
+    job = await world.scheduler.cancel(job_id)
     assert job.state is JobState.CANCELLED
     assert job.error_reason == "Cancelled; Vidu stopped the job."
     assert world.vidu_fake.route_count("cancel") == 1
 
 
-@pytest.mark.tracker(fakes={"vidu": {"queue_seconds": 0, "run_seconds": 30}})
+@pytest.mark.scheduler(fakes={"vidu": {"queue_seconds": 0, "run_seconds": 30}})
 async def test_cancel_a_started_vidu_job_stops_tracking_and_says_so(world: World) -> None:
     job_id = await world.enqueue("vidu")
     await wait_for(world.store, job_id, lambda job: job.state is JobState.RUNNING and job.started_at is not None)
-    job = await world.tracker.cancel(job_id)
+    job = await world.scheduler.cancel(job_id)
     assert job.state is JobState.CANCELLED
     assert job.error_reason is not None
     assert "may still be charged" in job.error_reason
 
 
-@pytest.mark.tracker(fakes={"hidream": {"run_seconds": 30}})
+@pytest.mark.scheduler(fakes={"hidream": {"run_seconds": 30}})
 async def test_cancel_where_the_api_has_no_cancel_stops_tracking(world: World) -> None:
     job_id = await world.enqueue("hidream")
     await wait_for(world.store, job_id, lambda job: job.state is JobState.RUNNING)
-    job = await world.tracker.cancel(job_id)
+    job = await world.scheduler.cancel(job_id)
     assert job.state is JobState.CANCELLED
     assert job.error_reason is not None
     assert "HiDream cannot stop a job once started" in job.error_reason
@@ -336,12 +336,12 @@ async def test_cancel_where_the_api_has_no_cancel_stops_tracking(world: World) -
     assert world.hidream_fake.route_count("batch_query") == polls
 
 
-@pytest.mark.tracker(fakes={"vidu": {"queue_seconds": 30}})
+@pytest.mark.scheduler(fakes={"vidu": {"queue_seconds": 30}})
 async def test_cancel_while_submitting_cancels_once_the_provider_answers(world: World) -> None:
     world.vidu_fake.fail("create", "hang", seconds=0.5, after=True)
     job_id = await world.enqueue("vidu")
     await wait_for(world.store, job_id, lambda job: job.state is JobState.SUBMITTING)
-    requested = await world.tracker.cancel(job_id)
+    requested = await world.scheduler.cancel(job_id)
     assert requested.cancel_requested
     job = await wait_for(world.store, job_id)
     assert job.state is JobState.CANCELLED
@@ -352,13 +352,13 @@ async def test_a_finished_job_cannot_be_cancelled(world: World) -> None:
     job_id = await world.enqueue("pixverse")
     await wait_for(world.store, job_id)
     with pytest.raises(JobNotCancellable, match="already ended"):
-        await world.tracker.cancel(job_id)
+        await world.scheduler.cancel(job_id)
 
 
 # Restarts.
 
 
-@pytest.mark.tracker(fakes={"vidu": {"run_seconds": 1.0}, "hidream": {"run_seconds": 1.0}})
+@pytest.mark.scheduler(fakes={"vidu": {"run_seconds": 1.0}, "hidream": {"run_seconds": 1.0}})
 async def test_a_restart_resumes_every_unfinished_job(world: World) -> None:
     running = [await world.enqueue("vidu"), await world.enqueue("hidream")]
     for job_id in running:
@@ -374,15 +374,15 @@ async def test_finished_but_unannounced_jobs_are_published_again_after_a_restart
     second = await world.enqueue("pixverse")
     await wait_for(world.store, first)
     await wait_for(world.store, second)
-    assert await world.tracker.mark_delivered(first)
-    assert not await world.tracker.mark_delivered(first)
+    assert await world.scheduler.mark_delivered(first)
+    assert not await world.scheduler.mark_delivered(first)
     await world.restart()
     await asyncio.sleep(0.1)
     republished = {job.id for job in world.recorder.updates}
     assert republished == {second}
 
 
-@pytest.mark.tracker(
+@pytest.mark.scheduler(
     limits={"vidu": ProviderLimits(max_running=1)}, fakes={"vidu": {"queue_seconds": 0, "run_seconds": 0.6}}
 )
 async def test_the_queue_is_fair_between_people(world: World) -> None:

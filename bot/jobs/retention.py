@@ -7,7 +7,7 @@ import logging
 import time
 from datetime import timedelta
 
-from bot.inputs import InputStore
+from bot.jobs.inputs import InputStore
 from bot.store import Store
 
 log = logging.getLogger(__name__)

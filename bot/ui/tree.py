@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import UserError
-from bot.presenter import CardNotOpened
+from bot.ui.presenter import CardNotOpened
 
 log = logging.getLogger(__name__)
 

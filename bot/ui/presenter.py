@@ -27,12 +27,12 @@ import aiohttp
 import discord
 from discord.http import handle_message_parameters
 
-from bot import cards
 from bot.background import TaskSet
-from bot.buttons import JobButton
 from bot.downloads import fetch
-from bot.inputs import InputStore
+from bot.jobs.inputs import InputStore
 from bot.store import Job, JobState, Store
+from bot.ui import cards
+from bot.ui.buttons import JobButton
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class Presenter:
         await self._background.drain(5.0)
 
     async def on_job(self, job: Job) -> None:
-        """The tracker's subscriber: remember the newest state; the worker decides when to show it.
+        """The scheduler's subscriber: remember the newest state; the worker decides when to show it.
 
         A finished job is only a hint that an announcement may be due: whether it is, the ledger says.
         """

@@ -1,4 +1,4 @@
-"""Helpers for tests that run the tracker against the fake providers."""
+"""Helpers for tests that run the scheduler against the fake providers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.inputs import InputStore
+from bot.jobs.inputs import InputStore
+from bot.jobs.scheduler import Scheduler
 from bot.store import Job, JobState, NewJob, Store
-from bot.tracker import Tracker
 from providers import Operation, VideoProvider
 from tests.conftest import image_bytes
 from tests.fakes import build_mp4
@@ -80,12 +80,12 @@ class Recorder:
         return seen
 
 
-async def open_tracker(
+async def open_scheduler(
     store_path: Path, providers: dict[str, VideoProvider], inputs: InputStore, **kwargs: Any
-) -> tuple[Store, Tracker, Recorder]:
+) -> tuple[Store, Scheduler, Recorder]:
     store = await Store.open(store_path)
-    tracker = Tracker(store, providers, inputs, **kwargs)
+    scheduler = Scheduler(store, providers, inputs, **kwargs)
     recorder = Recorder()
-    tracker.subscribe(recorder)
-    await tracker.start()
-    return store, tracker, recorder
+    scheduler.subscribe(recorder)
+    await scheduler.start()
+    return store, scheduler, recorder

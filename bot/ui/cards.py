@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 
 import discord
 
-from bot.buttons import JobButton
 from bot.providers import PROVIDER_NAMES
 from bot.store import Job, JobState
+from bot.ui.buttons import JobButton
 
 PROMPT_PREVIEW = 300
 BAR_CELLS = 12

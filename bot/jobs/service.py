@@ -17,11 +17,11 @@ import aiohttp
 
 from bot.downloads import download
 from bot.errors import UserError
-from bot.inputs import InputMissing, InputStore
-from bot.limits import refusal
-from bot.preparation import PreparationPool
+from bot.jobs.admission import refusal
+from bot.jobs.inputs import InputMissing, InputStore
+from bot.jobs.preparation import PreparationPool
+from bot.jobs.scheduler import Scheduler
 from bot.store import Admission, Job, JobState, LimitReached, NewJob
-from bot.tracker import Tracker
 from providers import Operation, VideoProvider
 from providers.hidream.capabilities import VIDEO_LIMITS
 from providers.media import MediaRejected, PreparedImage, PreparedVideo
@@ -47,13 +47,13 @@ class JobService:
     def __init__(
         self,
         providers: Mapping[str, VideoProvider],
-        tracker: Tracker,
+        scheduler: Scheduler,
         inputs: InputStore,
         session: aiohttp.ClientSession,
         preparation: PreparationPool | None = None,
     ) -> None:
         self.providers = providers
-        self.tracker = tracker
+        self.scheduler = scheduler
         self.inputs = inputs
         self.session = session
         self.preparation = preparation or PreparationPool()
@@ -153,7 +153,7 @@ class JobService:
             parent_id=parent_id,
         )
         try:
-            return await self.tracker.enqueue(new, admission=admission)
+            return await self.scheduler.enqueue(new, admission=admission)
         except LimitReached as exc:
             await asyncio.to_thread(self.inputs.discard, described)
             assert admission is not None

@@ -9,14 +9,14 @@ from datetime import datetime
 import discord
 from discord.ext import commands
 
-from bot.buttons import JobActions, JobButton, StyleMenu
 from bot.config import Settings
 from bot.health import HealthServer
-from bot.jobs import JobService
-from bot.presenter import Presenter
+from bot.jobs.scheduler import Scheduler
+from bot.jobs.service import JobService
 from bot.store import Store
-from bot.tracker import Tracker
-from bot.tree import JobTree
+from bot.ui.buttons import JobActions, JobButton, StyleMenu
+from bot.ui.presenter import Presenter
+from bot.ui.tree import JobTree
 from providers import VideoProvider
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class AnimateBot(commands.Bot):
         settings: Settings,
         providers: Mapping[str, VideoProvider],
         store: Store,
-        tracker: Tracker,
+        scheduler: Scheduler,
         jobs: JobService,
         now: Callable[[], datetime],
         **options: object,
@@ -51,11 +51,11 @@ class AnimateBot(commands.Bot):
         self.settings = settings
         self.providers = providers
         self.store = store
-        self.tracker = tracker
+        self.scheduler = scheduler
         self.jobs = jobs
         self.now = now
         self.health = HealthServer(
-            {"gateway": self._gateway_ok, "database": store.check_writable, "tracker": self._tracker_ok},
+            {"gateway": self._gateway_ok, "database": store.check_writable, "scheduler": self._scheduler_ok},
             host=settings.health_host,
             port=settings.health_port,
         )
@@ -64,7 +64,7 @@ class AnimateBot(commands.Bot):
             store,
             jobs.inputs,
             jobs.session,
-            mark_delivered=tracker.mark_delivered,
+            mark_delivered=scheduler.mark_delivered,
             edit_seconds=settings.progress_edit_seconds,
             can_stylize="hidream" in providers,
             now=now,
@@ -75,17 +75,17 @@ class AnimateBot(commands.Bot):
         for name in COGS:
             await self.load_extension(name)
         await self.sync_commands()
-        self.tracker.subscribe(self.presenter.on_job)
+        self.scheduler.subscribe(self.presenter.on_job)
         self.presenter.start()
-        await self.tracker.start()
+        await self.scheduler.start()
         if self.settings.health_port:
             await self.health.start()
 
     async def _gateway_ok(self) -> bool:
         return self.is_ready() and not self.is_closed() and self.ws is not None and self.ws.open
 
-    async def _tracker_ok(self) -> bool:
-        return self.tracker.running
+    async def _scheduler_ok(self) -> bool:
+        return self.scheduler.running
 
     async def sync_commands(self) -> None:
         """To the configured servers at once, else globally (which Discord spreads within an hour)."""
@@ -100,10 +100,10 @@ class AnimateBot(commands.Bot):
             log.info("Synced %d commands globally", len(synced))
 
     async def close(self) -> None:
-        # Stop taking commands first, then let the tracker finish its writes; jobs stay resumable.
+        # Stop taking commands first, then let the scheduler finish its writes; jobs stay resumable.
         assert isinstance(self.tree, JobTree)
         self.tree.closing = True
-        await self.tracker.stop()
+        await self.scheduler.stop()
         await self.health.stop()
         await self.presenter.stop()
         await super().close()
