@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from bot.config import Settings
+from bot.health import HealthServer
 from bot.jobs.inputs import InputStore
 from bot.jobs.preparation import PreparationPool
 from bot.jobs.retention import Retention
@@ -21,6 +22,7 @@ from bot.jobs.service import JobService
 from bot.providers import build_providers
 from bot.store import Store
 from bot.ui.app import AnimateBot
+from bot.ui.presenter import Presenter
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,10 @@ async def assemble(
     now: Callable[[], datetime] = utc_now,
     **bot_options: Any,
 ) -> AsyncIterator[AnimateBot]:
-    """The bot with its providers, ledger, scheduler and job service; everything is closed on exit."""
+    """The bot with its providers, ledger, scheduler, job service, presenter and health server.
+
+    Everything is closed on exit, in the reverse order.
+    """
     providers = build_providers(settings, session)
     if providers:
         log.info("Providers enabled: %s", ", ".join(sorted(providers)))
@@ -55,10 +60,40 @@ async def assemble(
         )
         scheduler = Scheduler(store, providers, inputs, scheduler_settings(settings), maintenance=retention)
         jobs = JobService(providers, scheduler, inputs, session, preparation=preparation)
+        presenter = Presenter(
+            store,
+            inputs,
+            session,
+            mark_delivered=scheduler.mark_delivered,
+            edit_seconds=settings.progress_edit_seconds,
+            can_stylize="hidream" in providers,
+            now=now,
+        )
         async with AnimateBot(
-            settings=settings, providers=providers, store=store, scheduler=scheduler, jobs=jobs, now=now, **bot_options
+            settings=settings,
+            providers=providers,
+            store=store,
+            scheduler=scheduler,
+            jobs=jobs,
+            presenter=presenter,
+            now=now,
+            **bot_options,
         ) as bot:
-            yield bot
+
+            async def scheduler_ok() -> bool:
+                return scheduler.running
+
+            health = HealthServer(
+                {"gateway": bot.gateway_ok, "database": store.check_writable, "scheduler": scheduler_ok},
+                host=settings.health_host,
+                port=settings.health_port,
+            )
+            if settings.health_port:
+                await health.start()
+            try:
+                yield bot
+            finally:
+                await health.stop()
     finally:
         await asyncio.to_thread(preparation.close)
         await store.close()

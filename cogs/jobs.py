@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
+from discord.ext import commands
 
 from bot.errors import UserError
 from bot.jobs.scheduler import JobNotCancellable
@@ -81,10 +82,11 @@ class Jobs(app_commands.Group, name="jobs", description="Your video jobs."):
         await interaction.response.send_message(await cancel_job(interaction, job), ephemeral=True)
 
 
-class CardActions:
-    """What the buttons and menus on job cards do."""
+class CardActions(commands.Cog):
+    """What the buttons and menus on job cards do (bot/ui/buttons.py dispatches their clicks)."""
 
-    async def on_button(self, interaction: discord.Interaction[Any], action: str, job_id: int) -> None:
+    @commands.Cog.listener()
+    async def on_card_button(self, interaction: discord.Interaction[Any], action: str, job_id: int) -> None:
         try:
             job = await find_job(interaction, job_id)
             if action == "cancel":
@@ -96,7 +98,8 @@ class CardActions:
         except Exception as exc:
             await reply_error(interaction, exc)
 
-    async def on_style(self, interaction: discord.Interaction[Any], job_id: int, style: str) -> None:
+    @commands.Cog.listener()
+    async def on_card_style(self, interaction: discord.Interaction[Any], job_id: int, style: str) -> None:
         try:
             job = await find_job(interaction, job_id)
             self._check_owner(interaction, job, "restyle")
@@ -138,4 +141,4 @@ class CardActions:
 
 async def setup(bot: AnimateBot) -> None:
     bot.tree.add_command(Jobs())
-    bot.job_actions = CardActions()
+    await bot.add_cog(CardActions())

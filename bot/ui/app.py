@@ -10,11 +10,10 @@ import discord
 from discord.ext import commands
 
 from bot.config import Settings
-from bot.health import HealthServer
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import JobService
 from bot.store import Store
-from bot.ui.buttons import JobActions, JobButton, StyleMenu
+from bot.ui.buttons import JobButton, StyleMenu
 from bot.ui.presenter import Presenter
 from bot.ui.tree import JobTree
 from providers import VideoProvider
@@ -26,9 +25,7 @@ COGS = ("cogs.animate", "cogs.jobs", "cogs.settings")
 
 
 class AnimateBot(commands.Bot):
-    """Builds nothing itself: everything arrives from ``python -m bot`` (or a test)."""
-
-    job_actions: JobActions
+    """Builds nothing itself: everything arrives from the composition root (``bot/compose.py``)."""
 
     def __init__(
         self,
@@ -38,6 +35,7 @@ class AnimateBot(commands.Bot):
         store: Store,
         scheduler: Scheduler,
         jobs: JobService,
+        presenter: Presenter,
         now: Callable[[], datetime],
         **options: object,
     ) -> None:
@@ -54,21 +52,7 @@ class AnimateBot(commands.Bot):
         self.scheduler = scheduler
         self.jobs = jobs
         self.now = now
-        self.health = HealthServer(
-            {"gateway": self._gateway_ok, "database": store.check_writable, "scheduler": self._scheduler_ok},
-            host=settings.health_host,
-            port=settings.health_port,
-        )
-        self.presenter = Presenter(
-            self,
-            store,
-            jobs.inputs,
-            jobs.session,
-            mark_delivered=scheduler.mark_delivered,
-            edit_seconds=settings.progress_edit_seconds,
-            can_stylize="hidream" in providers,
-            now=now,
-        )
+        self.presenter = presenter
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(JobButton, StyleMenu)
@@ -76,16 +60,12 @@ class AnimateBot(commands.Bot):
             await self.load_extension(name)
         await self.sync_commands()
         self.scheduler.subscribe(self.presenter.on_job)
-        self.presenter.start()
+        self.presenter.start(self)
         await self.scheduler.start()
-        if self.settings.health_port:
-            await self.health.start()
 
-    async def _gateway_ok(self) -> bool:
+    async def gateway_ok(self) -> bool:
+        """The health check's view of the gateway connection."""
         return self.is_ready() and not self.is_closed() and self.ws is not None and self.ws.open
-
-    async def _scheduler_ok(self) -> bool:
-        return self.scheduler.running
 
     async def sync_commands(self) -> None:
         """To the configured servers at once, else globally (which Discord spreads within an hour)."""
@@ -104,7 +84,6 @@ class AnimateBot(commands.Bot):
         assert isinstance(self.tree, JobTree)
         self.tree.closing = True
         await self.scheduler.stop()
-        await self.health.stop()
         await self.presenter.stop()
         await super().close()
 

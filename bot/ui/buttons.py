@@ -1,12 +1,13 @@
 """Buttons and menus on job cards. Their custom ids carry the job id, so they work after a restart.
 
-Each one hands the click to the bot's job actions (cogs/jobs.py), which does the work.
+Each one hands the click to the bot as an event (``on_card_button``, ``on_card_style``); the cog
+that owns the cards (cogs/jobs.py) listens for them and does the work.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import Any
 
 import discord
 
@@ -18,19 +19,6 @@ LABELS = {
     "reroll": ("Reroll", discord.ButtonStyle.secondary),
     "stylize": ("Stylize", discord.ButtonStyle.secondary),
 }
-
-
-class JobActions(Protocol):
-    """What a click on a job's button or menu asks for."""
-
-    async def on_button(self, interaction: discord.Interaction[Any], action: str, job_id: int) -> None: ...
-
-    async def on_style(self, interaction: discord.Interaction[Any], job_id: int, style: str) -> None: ...
-
-
-def _actions(interaction: discord.Interaction[Any]) -> JobActions:
-    actions: JobActions = interaction.client.job_actions
-    return actions
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"job:(?P<action>[a-z]+):(?P<id>\d+)"):
@@ -52,7 +40,7 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"job:(
         return self.action in LABELS
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _actions(interaction).on_button(interaction, self.action, self.job_id)
+        interaction.client.dispatch("card_button", interaction, self.action, self.job_id)
 
 
 class StyleMenu(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"style:(?P<id>\d+)"):
@@ -70,4 +58,4 @@ class StyleMenu(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"style
         return cls(int(match["id"]))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _actions(interaction).on_style(interaction, self.job_id, self.item.values[0])
+        interaction.client.dispatch("card_style", interaction, self.job_id, self.item.values[0])

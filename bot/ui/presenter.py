@@ -105,7 +105,6 @@ class Presenter:
 
     def __init__(
         self,
-        client: discord.Client,
         store: Store,
         inputs: InputStore,
         session: aiohttp.ClientSession,
@@ -117,7 +116,7 @@ class Presenter:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.client = client
+        self._client: discord.Client | None = None
         self.store = store
         self.inputs = inputs
         self.session = session
@@ -142,8 +141,16 @@ class Presenter:
 
     # Lifecycle.
 
-    def start(self) -> None:
+    def start(self, client: discord.Client) -> None:
+        """Begin keeping cards current through this (logged-in) client."""
+        self._client = client
         self._runner = asyncio.create_task(self._run(), name="presenter")
+
+    @property
+    def client(self) -> discord.Client:
+        if self._client is None:
+            raise RuntimeError("the presenter has not been started")
+        return self._client
 
     async def stop(self) -> None:
         self._stopping = True
