@@ -22,6 +22,7 @@ from bot.jobs.service import JobService
 from bot.providers import build_providers
 from bot.store import Store
 from bot.ui.app import AnimateBot
+from bot.ui.intake import IntakeDesk
 from bot.ui.presenter import Presenter
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ async def assemble(
             can_stylize="hidream" in providers,
             now=now,
         )
+        intakes = IntakeDesk(store, jobs, inputs, presenter, now=now)
         async with AnimateBot(
             settings=settings,
             providers=providers,
@@ -76,6 +78,7 @@ async def assemble(
             scheduler=scheduler,
             jobs=jobs,
             presenter=presenter,
+            intakes=intakes,
             now=now,
             **bot_options,
         ) as bot:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from bot.ui.intake import AttachmentRef
 from cogs.common import start_job
 from providers import Capabilities, Operation
 from providers.hidream.capabilities import IMAGE_TO_VIDEO as HIDREAM
@@ -35,7 +36,7 @@ async def hidream(
     camera_depth: int | None = None,
     motion_strength: float | None = None,
 ) -> None:
-    await start_job(interaction, "hidream", Operation.IMAGE_TO_VIDEO, image, options_of(locals()))
+    await start_job(interaction, "hidream", Operation.IMAGE_TO_VIDEO, AttachmentRef.of(image), options_of(locals()))
 
 
 @app_commands.command(name="pixverse", description="Animate an image with PixVerse.")
@@ -58,7 +59,7 @@ async def pixverse(
     lip_sync_text: str | None = None,
     lip_sync_voice: str | None = None,
 ) -> None:
-    await start_job(interaction, "pixverse", Operation.IMAGE_TO_VIDEO, image, options_of(locals()))
+    await start_job(interaction, "pixverse", Operation.IMAGE_TO_VIDEO, AttachmentRef.of(image), options_of(locals()))
 
 
 @app_commands.command(name="vidu", description="Animate an image with Vidu.")
@@ -76,7 +77,7 @@ async def vidu(
     off_peak: bool | None = None,
     recommend_prompt: bool | None = None,
 ) -> None:
-    await start_job(interaction, "vidu", Operation.IMAGE_TO_VIDEO, image, options_of(locals()))
+    await start_job(interaction, "vidu", Operation.IMAGE_TO_VIDEO, AttachmentRef.of(image), options_of(locals()))
 
 
 @app_commands.command(name="stylize", description="Restyle a video with HiDream (pick a style or describe one).")
@@ -86,7 +87,7 @@ async def stylize(
     style: str | None = None,
     prompt: str | None = None,
 ) -> None:
-    await start_job(interaction, "hidream", Operation.STYLIZE, video, options_of(locals()))
+    await start_job(interaction, "hidream", Operation.STYLIZE, AttachmentRef.of(video), options_of(locals()))
 
 
 def options_of(arguments: dict[str, Any]) -> dict[str, Any]:

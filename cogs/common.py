@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.downloads import fetch
 from bot.errors import UserError
 from bot.jobs.admission import admit
-from bot.jobs.service import Requester
-from bot.store import Admission, Job
+from bot.store import Admission, Intake, IntakeKind, Job
+from bot.ui.intake import AttachmentRef, requester_of
 from providers import Capabilities, Operation
 from providers.media import VideoLimits, format_size
 
@@ -21,8 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Discord's interaction token lives 15 minutes from the interaction.
-TOKEN_LIFETIME = timedelta(minutes=15)
 #: The largest image the bot downloads to prepare; bigger ones are refused before downloading.
 MAX_IMAGE_DOWNLOAD = 50 * 1024 * 1024
 VIDEO_TYPES = ("video/mp4", "video/quicktime")
@@ -32,24 +30,18 @@ def bot_of(interaction: discord.Interaction[Any]) -> AnimateBot:
     return interaction.client  # type: ignore[no-any-return]
 
 
-def requester(interaction: discord.Interaction[Any], message_id: int | None) -> Requester:
-    return Requester(
-        guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id or 0,
-        user_id=interaction.user.id,
-        message_id=message_id,
-        application_id=interaction.application_id,
-        interaction_token=interaction.token,
-        token_expires_at=interaction.created_at + TOKEN_LIFETIME,
-        upload_limit=interaction.filesize_limit,
-    )
+def upload_limit(operation: Operation, caps: Capabilities) -> int:
+    """The largest attachment the bot reads for this operation."""
+    if operation is Operation.STYLIZE and isinstance(caps.media, VideoLimits):
+        return caps.media.max_bytes
+    return MAX_IMAGE_DOWNLOAD
 
 
-def attachment_problems(attachment: discord.Attachment, operation: Operation, caps: Capabilities) -> list[str]:
+def attachment_problems(attachment: AttachmentRef, operation: Operation, caps: Capabilities) -> list[str]:
     """What the attachment's metadata already shows to be wrong, as sentences."""
     kind = (attachment.content_type or "").split(";")[0].strip().lower()
     if operation is Operation.STYLIZE:
-        limit = caps.media.max_bytes if isinstance(caps.media, VideoLimits) else MAX_IMAGE_DOWNLOAD
+        limit = upload_limit(operation, caps)
         problems = []
         if kind and kind not in VIDEO_TYPES:
             problems.append(f"`{attachment.filename}` is not an MP4 video; attach an MP4 to restyle.")
@@ -73,27 +65,46 @@ async def start_job(
     interaction: discord.Interaction[Any],
     provider_name: str,
     operation: Operation,
-    attachment: discord.Attachment,
+    attachment: AttachmentRef,
     options: Mapping[str, Any],
 ) -> Job:
-    """The path of every /animate and /stylize: check, defer, read the bytes, create the job, show its card."""
+    """The path of every /animate and /stylize: check, record, defer, read the bytes, create the job, show its card."""
     bot = bot_of(interaction)
     params = {name: value for name, value in options.items() if value is not None}
     provider = bot.jobs.provider(provider_name)
-    problems = provider.validate(operation, params) + attachment_problems(
-        attachment, operation, provider.capabilities[operation]
-    )
+    caps = provider.capabilities[operation]
+    problems = provider.validate(operation, params) + attachment_problems(attachment, operation, caps)
     if problems:
         raise UserError(" ".join(problems))
     admission = await admit_member(interaction, provider_name)
-    await interaction.response.defer(thinking=True)
-    original = await interaction.original_response()
-    data = await attachment.read()
-    job = await bot.jobs.create(
-        requester(interaction, original.id), provider_name, operation, params, data, admission=admission
+    intake = await bot.intakes.record(
+        interaction, IntakeKind.COMMAND, provider_name, operation.value, params, attachment=attachment
     )
+    async with bot.intakes.working(intake):
+        intake = await start_card(interaction, intake)
+        data = await read_attachment(interaction, attachment, upload_limit(operation, caps))
+        await bot.intakes.keep_upload(intake, data)
+        job = await bot.jobs.create(
+            requester_of(intake),
+            provider_name,
+            operation,
+            params,
+            data,
+            admission=admission,
+            intake_id=intake.interaction_id,
+        )
+    bot.intakes.discard_upload(intake)
     await bot.presenter.open_card(job)
     return job
+
+
+async def read_attachment(interaction: discord.Interaction[Any], attachment: AttachmentRef, limit: int) -> bytes:
+    fetched = await fetch(bot_of(interaction).jobs.session, attachment.url, max_bytes=limit)
+    if fetched.too_large:
+        raise UserError(f"`{attachment.filename}` is larger than {format_size(limit)}; attach a smaller file.")
+    if fetched.data is None:
+        raise UserError(f"`{attachment.filename}` could not be read from Discord; attach it again.")
+    return fetched.data
 
 
 async def admit_member(interaction: discord.Interaction[Any], provider_name: str) -> Admission:
@@ -111,11 +122,41 @@ async def admit_member(interaction: discord.Interaction[Any], provider_name: str
     )
 
 
-async def start_card(interaction: discord.Interaction[Any]) -> Requester:
-    """Defer publicly and return who asked, with the message that becomes the new job's card."""
-    await interaction.response.defer(thinking=True)
-    original = await interaction.original_response()
-    return requester(interaction, original.id)
+async def start_card(interaction: discord.Interaction[Any], intake: Intake) -> Intake:
+    """Defer publicly (the intake is already recorded); the "thinking" message becomes the new job's card."""
+    callback = await interaction.response.defer(thinking=True)
+    message_id = callback.message_id if callback is not None else None
+    if message_id is None:
+        message_id = (await interaction.original_response()).id
+    return await bot_of(interaction).intakes.acknowledged(intake, message_id)
+
+
+async def start_again(
+    interaction: discord.Interaction[Any], source: Job, kind: IntakeKind, params: Mapping[str, Any]
+) -> Job:
+    """Retry, Reroll or Stylize a job from its card: record, defer, create the new job, show its card."""
+    bot = bot_of(interaction)
+    provider = "hidream" if kind is IntakeKind.STYLIZE else source.provider
+    operation = Operation.STYLIZE.value if kind is IntakeKind.STYLIZE else source.operation
+    admission = await admit_member(interaction, provider)
+    intake = await bot.intakes.record(interaction, kind, provider, operation, params, source_job_id=source.id)
+    async with bot.intakes.working(intake):
+        intake = await start_card(interaction, intake)
+        who = requester_of(intake)
+        if kind is IntakeKind.STYLIZE:
+            job = await bot.jobs.stylize(
+                source, who, str(params["style"]), admission=admission, intake_id=intake.interaction_id
+            )
+        else:
+            job = await bot.jobs.again(
+                source,
+                who,
+                new_seed=kind is IntakeKind.REROLL,
+                admission=admission,
+                intake_id=intake.interaction_id,
+            )
+    await bot.presenter.open_card(job)
+    return job
 
 
 def can_manage(interaction: discord.Interaction[Any], job: Job) -> bool:

@@ -10,11 +10,13 @@ from discord.ext import commands
 
 from bot.errors import UserError
 from bot.jobs.scheduler import JobNotCancellable
-from bot.store import Job, JobState
+from bot.store import IntakeKind, Job, JobState
 from bot.ui import cards
 from bot.ui.buttons import StyleMenu
+from bot.ui.intake import AttachmentRef
 from bot.ui.tree import reply_error
-from cogs.common import admit_member, bot_of, can_manage, start_card
+from cogs.common import bot_of, can_manage, start_again, start_job
+from providers import Operation
 
 if TYPE_CHECKING:
     from bot.ui.app import AnimateBot
@@ -103,10 +105,25 @@ class CardActions(commands.Cog):
         try:
             job = await find_job(interaction, job_id)
             self._check_owner(interaction, job, "restyle")
-            bot = bot_of(interaction)
-            admission = await admit_member(interaction, "hidream")
-            who = await start_card(interaction)
-            await bot.presenter.open_card(await bot.jobs.stylize(job, who, style, admission=admission))
+            if job.state is not JobState.SUCCEEDED or not job.video_url:
+                raise UserError(f"Job {job.id} has no finished video to restyle.")
+            bot_of(interaction).jobs.check("hidream", Operation.STYLIZE, {"style": style})
+            await start_again(interaction, job, IntakeKind.STYLIZE, {"style": style})
+        except Exception as exc:
+            await reply_error(interaction, exc)
+
+    @commands.Cog.listener()
+    async def on_intake_retry(self, interaction: discord.Interaction[Any], interaction_id: int) -> None:
+        try:
+            intake = await bot_of(interaction).store.get_intake(interaction_id)
+            if intake is None or intake.attachment_url is None or intake.attachment_name is None:
+                raise UserError("That request is no longer kept; run the command again with the file attached.")
+            if interaction.user.id != intake.user_id:
+                raise UserError("Only the person who ran that command can start it again.")
+            attachment = AttachmentRef(
+                intake.attachment_url, intake.attachment_name, intake.attachment_type, intake.attachment_size or 0
+            )
+            await start_job(interaction, intake.provider, Operation(intake.operation), attachment, intake.params)
         except Exception as exc:
             await reply_error(interaction, exc)
 
@@ -117,10 +134,7 @@ class CardActions(commands.Cog):
             raise UserError(f"Job {job.id} has not finished; Reroll works on a finished video.")
         if not reroll and not job.state.finished:
             raise UserError(f"Job {job.id} has not finished; Retry works on a finished job.")
-        bot = bot_of(interaction)
-        admission = await admit_member(interaction, job.provider)
-        who = await start_card(interaction)
-        await bot.presenter.open_card(await bot.jobs.again(job, who, new_seed=reroll, admission=admission))
+        await start_again(interaction, job, IntakeKind.REROLL if reroll else IntakeKind.RETRY, {})
 
     async def _offer_styles(self, interaction: discord.Interaction[Any], job: Job) -> None:
         self._check_owner(interaction, job, "restyle")

@@ -19,6 +19,8 @@ import pytest
 from bot.store import (
     FINISHED,
     UNFINISHED,
+    Intake,
+    IntakeKind,
     InvalidTransition,
     Job,
     JobEvent,
@@ -27,6 +29,7 @@ from bot.store import (
     Store,
     StoreError,
     can_transition,
+    intake_job_key,
 )
 from bot.store.models import TRANSITIONS
 
@@ -378,7 +381,8 @@ async def test_create_job_round_trips_every_field(store: Store, clock: Clock, db
     job = await store.create_job(new)
 
     for field in dataclasses.fields(NewJob):
-        assert getattr(job, field.name) == getattr(new, field.name), field.name
+        if field.name != "intake_id":  # not a column: it names the record the write removes
+            assert getattr(job, field.name) == getattr(new, field.name), field.name
     assert job.state is QUEUED
     assert job.created_at == created_at
     assert job.created_at.tzinfo is UTC
@@ -441,17 +445,111 @@ async def test_default_keys_are_unique(store: Store) -> None:
     assert first.id != second.id
 
 
-async def test_a_duplicate_key_is_refused_and_leaves_nothing_behind(store: Store, db_path: Path) -> None:
+async def test_a_job_written_twice_under_one_key_exists_once(store: Store, db_path: Path) -> None:
     original = await store.create_job(new_job(key="same-key"))
 
-    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
-        await store.create_job(new_job(key="same-key", user_id=9))
+    again = await store.create_job(new_job(key="same-key", user_id=9))
 
+    assert again == original
     assert plain_rows(db_path, "SELECT id, user_id FROM jobs") == [(original.id, original.user_id)]
     assert plain_rows(db_path, "SELECT COUNT(*) FROM job_events") == [(1,)]
-    # The failed transaction was rolled back and the lock released: the store still works.
-    other = await store.create_job(new_job(key="other-key"))
-    assert await store.get_job(other.id) == other
+
+
+# --- intake: commands recorded before they are acknowledged ---------------------------------------
+
+
+def new_intake(interaction_id: int = 555, **overrides: Any) -> Intake:
+    values: dict[str, Any] = {
+        "interaction_id": interaction_id,
+        "kind": IntakeKind.COMMAND,
+        "channel_id": 2002,
+        "user_id": 3003,
+        "guild_id": 1001,
+        "application_id": 77,
+        "interaction_token": "tok-555",
+        "token_expires_at": START + timedelta(minutes=15),
+        "upload_limit": 10_000_000,
+        "provider": "vidu",
+        "operation": "image_to_video",
+        "params": {"prompt": "a cat", "duration": 4},
+        "attachment_url": "https://cdn.example/cat.png",
+        "attachment_name": "cat.png",
+        "attachment_type": "image/png",
+        "attachment_size": 1234,
+        "created_at": START,
+    }
+    values.update(overrides)
+    return Intake(**values)
+
+
+async def test_an_intake_round_trips_and_is_not_claimed_while_its_handler_holds_it(store: Store) -> None:
+    await store.record_intake(new_intake(), owner="handler", lease=timedelta(minutes=5))
+    await store.intake_acknowledged(555, 9999)
+    await store.intake_upload_kept(555, "upload-555.bin")
+
+    kept = await store.get_intake(555)
+    assert kept is not None
+    assert kept.params == {"prompt": "a cat", "duration": 4}
+    assert (kept.message_id, kept.upload, kept.lease_owner) == (9999, "upload-555.bin", "handler")
+    assert kept.token_expires_at == START + timedelta(minutes=15)
+    assert await store.claim_intakes(owner="recovery", lease=timedelta(minutes=5)) == []
+
+
+async def test_an_orphaned_intake_is_claimed_once_after_a_restart(store: Store) -> None:
+    await store.record_intake(new_intake(), owner="dead process", lease=timedelta(minutes=5))
+    await store.expire_leases()
+
+    claimed = await store.claim_intakes(owner="recovery", lease=timedelta(minutes=5))
+
+    assert [intake.interaction_id for intake in claimed] == [555]
+    assert claimed[0].lease_owner == "recovery"
+    assert await store.claim_intakes(owner="another", lease=timedelta(minutes=5)) == []
+
+
+async def test_an_intake_held_by_a_live_handler_of_this_process_is_never_taken(store: Store) -> None:
+    await store.record_intake(new_intake(555), owner="handler-here", lease=timedelta(seconds=1))
+    await store.record_intake(new_intake(556), owner="handler-elsewhere", lease=timedelta(seconds=1))
+    await store.expire_leases()
+
+    claimed = await store.claim_intakes(owner="recovery", lease=timedelta(minutes=5), alive="handler-here")
+
+    assert [intake.interaction_id for intake in claimed] == [556]
+
+
+async def test_the_job_write_removes_its_intake_and_a_second_write_finds_the_first_job(store: Store) -> None:
+    await store.record_intake(new_intake(), owner="handler", lease=timedelta(minutes=5))
+    key = intake_job_key(555)
+
+    first = await store.create_job(new_job(key=key, intake_id=555))
+    second = await store.create_job(new_job(key=key, intake_id=555))
+
+    assert second.id == first.id
+    assert await store.get_intake(555) is None
+    assert intake_job_key(555) == key != intake_job_key(556)
+
+
+async def test_a_closed_intake_is_kept_as_the_record_until_the_job_retention(store: Store, clock: Clock) -> None:
+    await store.record_intake(new_intake(), owner="handler", lease=timedelta(minutes=5))
+    await store.close_intake(555, "restarted")
+
+    closed = await store.get_intake(555)
+    assert closed is not None
+    assert (closed.outcome, closed.interaction_token, closed.lease_owner) == ("restarted", None, None)
+    assert closed.closed_at is not None
+    assert await store.claim_intakes(owner="recovery", lease=timedelta(minutes=5)) == []
+
+    await store.prune(tokens_before=clock.current, jobs_before=closed.closed_at)
+    assert await store.get_intake(555) is not None
+    await store.prune(tokens_before=clock.current, jobs_before=closed.closed_at + timedelta(seconds=1))
+    assert await store.get_intake(555) is None
+
+
+async def test_an_intake_token_is_forgotten_after_it_expires(store: Store) -> None:
+    await store.record_intake(new_intake(), owner="handler", lease=timedelta(minutes=5))
+    await store.prune(tokens_before=START + timedelta(minutes=16), jobs_before=None)
+    kept = await store.get_intake(555)
+    assert kept is not None
+    assert kept.interaction_token is None
 
 
 # --- the state machine ------------------------------------------------------------------------

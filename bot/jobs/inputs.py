@@ -104,6 +104,27 @@ class InputStore:
         """Delete a job's input when the job was not created after all."""
         (self.folder / str(described["file"])).unlink(missing_ok=True)
 
+    @staticmethod
+    def upload_name(interaction_id: int) -> str:
+        return f"upload-{interaction_id}.bin"
+
+    def keep_upload(self, interaction_id: int, data: bytes) -> str:
+        """Keep an attachment's bytes as read, before preparation; returns the file's name."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = self.upload_name(interaction_id)
+        self._write(name, data)
+        return name
+
+    def load_upload(self, name: str) -> bytes | None:
+        """Bytes kept by ``keep_upload``, or None when they are gone."""
+        try:
+            return (self.folder / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def discard_upload(self, name: str) -> None:
+        (self.folder / name).unlink(missing_ok=True)
+
     def prune(self, older_than_seconds: float) -> int:
         """Delete inputs older than the retention period; returns how many were deleted."""
         if not self.folder.is_dir():

@@ -21,7 +21,7 @@ from bot.jobs.admission import refusal
 from bot.jobs.inputs import InputMissing, InputStore
 from bot.jobs.preparation import PreparationPool
 from bot.jobs.scheduler import Scheduler
-from bot.store import Admission, Job, JobState, LimitReached, NewJob
+from bot.store import Admission, Job, JobState, LimitReached, NewJob, intake_job_key
 from providers import Operation, VideoProvider
 from providers.hidream.capabilities import VIDEO_LIMITS
 from providers.media import MediaRejected, PreparedImage, PreparedVideo
@@ -80,17 +80,30 @@ class JobService:
         *,
         parent_id: int | None = None,
         admission: Admission | None = None,
+        intake_id: int | None = None,
     ) -> Job:
-        """Validate, prepare the input (in the bounded pool: images can be large), keep it, and queue the job."""
+        """Validate, prepare the input (in the bounded pool: images can be large), keep it, and queue the job.
+
+        With ``intake_id``, the job's key derives from it and its intake record goes when the job is written:
+        asking again for the same intake returns the job made the first time.
+        """
         self.check(provider_name, operation, params)
         provider = self.provider(provider_name)
         try:
             media = await self.preparation.run(provider.prepare_media, operation, data)
         except MediaRejected as exc:
             raise UserError(str(exc)) from None
-        return await self._enqueue(who, provider, operation, dict(params), media, parent_id, admission)
+        return await self._enqueue(who, provider, operation, dict(params), media, parent_id, admission, intake_id)
 
-    async def again(self, job: Job, who: Requester, *, new_seed: bool, admission: Admission | None = None) -> Job:
+    async def again(
+        self,
+        job: Job,
+        who: Requester,
+        *,
+        new_seed: bool,
+        admission: Admission | None = None,
+        intake_id: int | None = None,
+    ) -> Job:
         """The same job once more, with the kept input: Retry, or Reroll with a new seed."""
         params = dict(job.params)
         provider = self.provider(job.provider)
@@ -105,9 +118,17 @@ class JobService:
             raise UserError(
                 f"Job {job.id}'s input is no longer kept; start a new job with the image attached."
             ) from None
-        return await self._enqueue(who, provider, Operation(job.operation), params, media, job.id, admission)
+        return await self._enqueue(who, provider, Operation(job.operation), params, media, job.id, admission, intake_id)
 
-    async def stylize(self, job: Job, who: Requester, style: str, *, admission: Admission | None = None) -> Job:
+    async def stylize(
+        self,
+        job: Job,
+        who: Requester,
+        style: str,
+        *,
+        admission: Admission | None = None,
+        intake_id: int | None = None,
+    ) -> Job:
         """Restyle a finished job's video with HiDream."""
         if job.state is not JobState.SUCCEEDED or not job.video_url:
             raise UserError(f"Job {job.id} has no finished video to restyle.")
@@ -119,7 +140,14 @@ class JobService:
                 f"{VIDEO_LIMITS.max_bytes // (1024 * 1024)} MB); start a new /stylize with the video attached."
             )
         return await self.create(
-            who, "hidream", Operation.STYLIZE, {"style": style}, video, parent_id=job.id, admission=admission
+            who,
+            "hidream",
+            Operation.STYLIZE,
+            {"style": style},
+            video,
+            parent_id=job.id,
+            admission=admission,
+            intake_id=intake_id,
         )
 
     async def _enqueue(
@@ -131,8 +159,9 @@ class JobService:
         media: PreparedImage | PreparedVideo,
         parent_id: int | None,
         admission: Admission | None,
+        intake_id: int | None,
     ) -> Job:
-        key = uuid.uuid4().hex
+        key = intake_job_key(intake_id) if intake_id is not None else uuid.uuid4().hex
         described = await asyncio.to_thread(self.inputs.save, key, media)
         model = params.get("model") or provider.capabilities[operation].resolve(params).get("model")
         new = NewJob(
@@ -151,6 +180,7 @@ class JobService:
             params=params,
             media=described,
             parent_id=parent_id,
+            intake_id=intake_id,
         )
         try:
             return await self.scheduler.enqueue(new, admission=admission)

@@ -5,6 +5,8 @@ from bot.store.models import (
     UNFINISHED,
     Admission,
     GuildSettings,
+    Intake,
+    IntakeKind,
     InvalidTransition,
     Job,
     JobEvent,
@@ -13,6 +15,7 @@ from bot.store.models import (
     NewJob,
     Usage,
     can_transition,
+    intake_job_key,
 )
 from bot.store.store import DueTimes, Store, StoreError
 
@@ -22,6 +25,8 @@ __all__ = [
     "Admission",
     "DueTimes",
     "GuildSettings",
+    "Intake",
+    "IntakeKind",
     "InvalidTransition",
     "Job",
     "JobEvent",
@@ -32,4 +37,5 @@ __all__ = [
     "StoreError",
     "Usage",
     "can_transition",
+    "intake_job_key",
 ]

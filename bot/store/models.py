@@ -79,6 +79,8 @@ class NewJob:
     upload_limit: int | None = None
     parent_id: int | None = None
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: The intake record this job comes from; it is removed in the transaction that writes the job.
+    intake_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,3 +270,92 @@ class GuildSettings:
             log_channel_id=row["log_channel_id"],
             allow_dm=bool(row["allow_dm"]),
         )
+
+
+class IntakeKind(StrEnum):
+    """What asked for a job: a command with an attachment, or a click on an earlier job's card."""
+
+    COMMAND = "command"
+    RETRY = "retry"
+    REROLL = "reroll"
+    STYLIZE = "stylize"
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """A command or click that will create a job, recorded before it is acknowledged.
+
+    ``interaction_id`` is Discord's id of the interaction; the job made from it has a key derived
+    from it (``job_key``), so making the job again after a restart finds the first one.
+    """
+
+    interaction_id: int
+    kind: IntakeKind
+    channel_id: int
+    user_id: int
+    provider: str
+    operation: str
+    params: dict[str, Any]
+    created_at: datetime
+    guild_id: int | None = None
+    application_id: int | None = None
+    interaction_token: str | None = None
+    token_expires_at: datetime | None = None
+    upload_limit: int | None = None
+    message_id: int | None = None
+    source_job_id: int | None = None
+    attachment_url: str | None = None
+    attachment_name: str | None = None
+    attachment_type: str | None = None
+    attachment_size: int | None = None
+    #: The file in the inputs folder that holds the attachment's bytes, once read.
+    upload: str | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    closed_at: datetime | None = None
+    #: Why it ended without a job: "expired", "unacknowledged", "restarted", "refused".
+    outcome: str | None = None
+
+    @property
+    def job_key(self) -> str:
+        return intake_job_key(self.interaction_id)
+
+    @classmethod
+    def from_row(cls, row: Any) -> Intake:
+        def when(name: str) -> datetime | None:
+            return datetime.fromisoformat(row[name]) if row[name] else None
+
+        return cls(
+            interaction_id=row["interaction_id"],
+            kind=IntakeKind(row["kind"]),
+            channel_id=row["channel_id"],
+            user_id=row["user_id"],
+            provider=row["provider"],
+            operation=row["operation"],
+            params=json.loads(row["params"]),
+            created_at=datetime.fromisoformat(row["created_at"]),
+            guild_id=row["guild_id"],
+            application_id=row["application_id"],
+            interaction_token=row["interaction_token"],
+            token_expires_at=when("token_expires_at"),
+            upload_limit=row["upload_limit"],
+            message_id=row["message_id"],
+            source_job_id=row["source_job_id"],
+            attachment_url=row["attachment_url"],
+            attachment_name=row["attachment_name"],
+            attachment_type=row["attachment_type"],
+            attachment_size=row["attachment_size"],
+            upload=row["upload"],
+            lease_owner=row["lease_owner"],
+            lease_until=when("lease_until"),
+            closed_at=when("closed_at"),
+            outcome=row["outcome"],
+        )
+
+
+def intake_job_key(interaction_id: int) -> str:
+    """The key of the job made from an interaction: the same on every try, in every process."""
+    return uuid.uuid5(_INTAKE_KEYS, str(interaction_id)).hex
+
+
+_INTAKE_KEYS = uuid.UUID("6f1c2a4e-3b5d-4e8f-9a7c-1d2e3f405162")

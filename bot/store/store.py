@@ -23,6 +23,7 @@ import aiosqlite
 from bot.store.models import (
     Admission,
     GuildSettings,
+    Intake,
     InvalidTransition,
     Job,
     JobEvent,
@@ -192,13 +193,19 @@ class Store:
     # Jobs.
 
     async def create_job(self, new: NewJob, *, admission: Admission | None = None) -> Job:
-        """Record a new job, queued and due at once.
+        """Record a new job, queued and due at once, and remove the intake record it comes from.
 
+        A job whose key is already in the ledger is not written again: the existing job is returned
+        (an intake finished twice, after a restart or by a second process, makes one job).
         With ``admission``, the member's and the server's usage is counted in the same transaction, so
         that commands racing each other cannot all slip under a limit; raises LimitReached instead.
         """
         now = self._stamp()
         async with self._transaction() as db:
+            existing = await _scalar(db, "SELECT id FROM jobs WHERE key = ?", (new.key,))
+            if existing is not None:
+                await _drop_intake(db, new.intake_id)
+                return await _fetch(db, int(existing))
             if admission is not None:
                 await _admit(db, new, admission)
             cursor = await db.execute(
@@ -231,6 +238,7 @@ class Store:
             job_id = cursor.lastrowid
             assert job_id is not None
             await _add_event(db, job_id, now, None, JobState.QUEUED, "created")
+            await _drop_intake(db, new.intake_id)
             return await _fetch(db, job_id)
 
     async def get_job(self, job_id: int) -> Job | None:
@@ -494,6 +502,7 @@ class Store:
                 " 'timed_out') AND delivery = 'pending'",
                 (now,),
             )
+            await db.execute("UPDATE intakes SET lease_until = ? WHERE lease_owner IS NOT NULL", (now,))
             return int(cursor.rowcount)
 
     async def spread_checks(self, over: timedelta) -> int:
@@ -650,6 +659,99 @@ class Store:
                 state = JobState((await _fetch(db, job_id)).state)
                 await _add_event(db, job_id, now, state, state, detail)
 
+    # Intake: commands and clicks recorded before they are acknowledged.
+
+    async def record_intake(self, intake: Intake, *, owner: str, lease: timedelta) -> None:
+        """Write a command or click that will create a job, held by ``owner`` while it is worked on."""
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO intakes (interaction_id, kind, guild_id, channel_id, user_id, application_id,"
+                " interaction_token, token_expires_at, upload_limit, message_id, provider, operation, params,"
+                " source_job_id, attachment_url, attachment_name, attachment_type, attachment_size, created_at,"
+                " lease_owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    intake.interaction_id,
+                    intake.kind.value,
+                    intake.guild_id,
+                    intake.channel_id,
+                    intake.user_id,
+                    intake.application_id,
+                    intake.interaction_token,
+                    _column_value(intake.token_expires_at),
+                    intake.upload_limit,
+                    intake.message_id,
+                    intake.provider,
+                    intake.operation,
+                    json.dumps(intake.params, sort_keys=True),
+                    intake.source_job_id,
+                    intake.attachment_url,
+                    intake.attachment_name,
+                    intake.attachment_type,
+                    intake.attachment_size,
+                    _column_value(intake.created_at),
+                    owner,
+                    _column_value(self._now() + lease),
+                ),
+            )
+
+    async def intake_acknowledged(self, interaction_id: int, message_id: int) -> None:
+        """The deferred response exists: it becomes the job's card."""
+        async with self._transaction() as db:
+            await db.execute("UPDATE intakes SET message_id = ? WHERE interaction_id = ?", (message_id, interaction_id))
+
+    async def intake_upload_kept(self, interaction_id: int, upload: str) -> None:
+        """The attachment's bytes are on disk under ``upload``: the job can be made without Discord."""
+        async with self._transaction() as db:
+            await db.execute("UPDATE intakes SET upload = ? WHERE interaction_id = ?", (upload, interaction_id))
+
+    async def drop_intake(self, interaction_id: int) -> None:
+        """Forget an intake whose member was answered (a refusal, an error with its id)."""
+        async with self._transaction() as db:
+            await _drop_intake(db, interaction_id)
+
+    async def close_intake(self, interaction_id: int, outcome: str) -> None:
+        """End an intake that will not become a job; the closed row is the record of why."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE intakes SET closed_at = ?, outcome = ?, interaction_token = NULL, lease_owner = NULL,"
+                " lease_until = NULL WHERE interaction_id = ? AND closed_at IS NULL",
+                (self._stamp(), outcome, interaction_id),
+            )
+
+    async def get_intake(self, interaction_id: int) -> Intake | None:
+        rows = await self._rows("SELECT * FROM intakes WHERE interaction_id = ?", (interaction_id,))
+        return Intake.from_row(rows[0]) if rows else None
+
+    async def claim_intakes(
+        self, *, owner: str, lease: timedelta, alive: str | None = None, limit: int = 50
+    ) -> list[Intake]:
+        """Open intakes nobody holds (their process died before making the job), leased to ``owner``.
+
+        Those held by ``alive`` (this process's own handlers, however slow) are never taken.
+        """
+        now = self._now()
+        stamp = _column_value(now)
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(
+                "SELECT interaction_id FROM intakes WHERE closed_at IS NULL"
+                " AND (lease_until IS NULL OR lease_until <= ?) AND (? IS NULL OR lease_owner IS NOT ?)"
+                " ORDER BY created_at LIMIT ?",
+                (stamp, alive, alive, limit),
+            )
+            ids = [row["interaction_id"] for row in rows]
+            if not ids:
+                return []
+            marks = ", ".join("?" for _ in ids)
+            await db.execute(
+                f"UPDATE intakes SET lease_owner = ?, lease_until = ? WHERE interaction_id IN ({marks})",  # noqa: S608
+                (owner, _column_value(now + lease), *ids),
+            )
+            claimed = await db.execute_fetchall(
+                f"SELECT * FROM intakes WHERE interaction_id IN ({marks}) ORDER BY created_at",  # noqa: S608
+                ids,
+            )
+            return [Intake.from_row(row) for row in claimed]
+
     # Retention.
 
     async def prune(self, *, tokens_before: datetime, jobs_before: datetime | None) -> Pruned:
@@ -660,9 +762,15 @@ class Store:
                 (_column_value(tokens_before),),
             )
             tokens = int(cursor.rowcount)
+            await db.execute(
+                "UPDATE intakes SET interaction_token = NULL WHERE interaction_token IS NOT NULL"
+                " AND token_expires_at < ?",
+                (_column_value(tokens_before),),
+            )
             jobs = events = 0
             if jobs_before is not None:
                 cutoff = _column_value(jobs_before)
+                await db.execute("DELETE FROM intakes WHERE closed_at < ?", (cutoff,))
                 old = "SELECT id FROM jobs WHERE finished_at < ? AND delivery = 'delivered'"
                 await db.execute(f"UPDATE jobs SET parent_id = NULL WHERE parent_id IN ({old})", (cutoff,))  # noqa: S608
                 cursor = await db.execute("DELETE FROM job_events WHERE at < ?", (cutoff,))
@@ -816,6 +924,11 @@ async def _fetch(db: aiosqlite.Connection, job_id: int) -> Job:
     row = rows[0] if rows else None
     assert row is not None
     return Job.from_row(row)
+
+
+async def _drop_intake(db: aiosqlite.Connection, interaction_id: int | None) -> None:
+    if interaction_id is not None:
+        await db.execute("DELETE FROM intakes WHERE interaction_id = ?", (interaction_id,))
 
 
 async def _add_event(

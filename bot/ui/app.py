@@ -13,7 +13,8 @@ from bot.config import Settings
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import JobService
 from bot.store import Store
-from bot.ui.buttons import JobButton, StyleMenu
+from bot.ui.buttons import IntakeRetry, JobButton, StyleMenu
+from bot.ui.intake import IntakeDesk
 from bot.ui.presenter import Presenter
 from bot.ui.tree import JobTree
 from providers import VideoProvider
@@ -36,6 +37,7 @@ class AnimateBot(commands.Bot):
         scheduler: Scheduler,
         jobs: JobService,
         presenter: Presenter,
+        intakes: IntakeDesk,
         now: Callable[[], datetime],
         **options: object,
     ) -> None:
@@ -53,15 +55,18 @@ class AnimateBot(commands.Bot):
         self.jobs = jobs
         self.now = now
         self.presenter = presenter
+        self.intakes = intakes
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(JobButton, StyleMenu)
+        self.add_dynamic_items(JobButton, StyleMenu, IntakeRetry)
         for name in COGS:
             await self.load_extension(name)
         await self.sync_commands()
         self.scheduler.subscribe(self.presenter.on_job)
         self.presenter.start(self)
         await self.scheduler.start()
+        # After the scheduler has taken over the leases of the process before (SQLite: one process).
+        self.intakes.start()
 
     async def gateway_ok(self) -> bool:
         """The health check's view of the gateway connection."""
@@ -83,6 +88,7 @@ class AnimateBot(commands.Bot):
         # Stop taking commands first, then let the scheduler finish its writes; jobs stay resumable.
         assert isinstance(self.tree, JobTree)
         self.tree.closing = True
+        await self.intakes.stop()
         await self.scheduler.stop()
         await self.presenter.stop()
         await super().close()

@@ -1,7 +1,7 @@
 """Buttons and menus on job cards. Their custom ids carry the job id, so they work after a restart.
 
-Each one hands the click to the bot as an event (``on_card_button``, ``on_card_style``); the cog
-that owns the cards (cogs/jobs.py) listens for them and does the work.
+Each one hands the click to the bot as an event (``on_card_button``, ``on_card_style``,
+``on_intake_retry``); the cog that owns the cards (cogs/jobs.py) listens for them and does the work.
 """
 
 from __future__ import annotations
@@ -59,3 +59,22 @@ class StyleMenu(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"style
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         interaction.client.dispatch("card_style", interaction, self.job_id, self.item.values[0])
+
+
+class IntakeRetry(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"intake:(?P<id>\d+)"):
+    """Start again a command that a restart interrupted before its job was made."""
+
+    def __init__(self, interaction_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(label="Retry", style=discord.ButtonStyle.primary, custom_id=f"intake:{interaction_id}")
+        )
+        self.interaction_id = interaction_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> IntakeRetry:
+        return cls(int(match["id"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        interaction.client.dispatch("intake_retry", interaction, self.interaction_id)

@@ -30,7 +30,7 @@ from discord.http import handle_message_parameters
 from bot.background import TaskSet
 from bot.downloads import fetch
 from bot.jobs.inputs import InputStore
-from bot.store import Job, JobState, Store
+from bot.store import Intake, Job, JobState, Store
 from bot.ui import cards
 from bot.ui.buttons import JobButton
 
@@ -197,6 +197,32 @@ class Presenter:
         finally:
             card.busy = False
             self._wake.set()
+
+    # Intakes that never became a job (bot/ui/intake.py decides what to say).
+
+    async def take_over_deferral(self, intake: Intake) -> int | None:
+        """The id of an intake's deferred response, found by answering it; None when it was never deferred.
+
+        The first followup after a "thinking" deferral replaces it; without a deferral Discord has no
+        webhook for the token and refuses.
+        """
+        try:
+            message = await self._intake_webhook(intake).send("Picking this request up again…", wait=True)
+        except discord.NotFound:
+            return None
+        return message.id
+
+    async def explain(self, intake: Intake, text: str, view: discord.ui.View | None = None) -> None:
+        """Say in an intake's deferred response, in one sentence, why it did not become a job."""
+        assert intake.message_id is not None
+        await self._intake_webhook(intake).edit_message(
+            intake.message_id, content=text, embed=None, view=view or discord.ui.View(), attachments=[]
+        )
+
+    def _intake_webhook(self, intake: Intake) -> discord.Webhook:
+        assert intake.application_id is not None
+        assert intake.interaction_token is not None
+        return discord.Webhook.partial(intake.application_id, intake.interaction_token, client=self.client)
 
     def _thumbnail(self, job: Job) -> list[discord.File]:
         if not self._has_thumbnail(job):

@@ -224,6 +224,7 @@ class FakeDiscord(InteractionBuilders):
         self._world = _World()
         self._messages: dict[int, FakeMessage] = {}
         self._attachments: dict[int, StoredAttachment] = {}
+        self._cdn_gate: asyncio.Event | None = None
         self._commands: dict[int | None, list[dict[str, Any]]] = {}
         self._command_ids: dict[tuple[int | None, str], int] = {}
         self._by_token: dict[str, InteractionRecord] = {}
@@ -825,9 +826,22 @@ class FakeDiscord(InteractionBuilders):
         self._attachments[attachment.id] = attachment
         return attachment
 
+    def hold_cdn(self) -> None:
+        """Make attachment downloads wait (they are recorded at once) until ``release_cdn``."""
+        self._cdn_gate = asyncio.Event()
+
+    def release_cdn(self) -> None:
+        if self._cdn_gate is not None:
+            self._cdn_gate.set()
+            self._cdn_gate = None
+
     async def _handle_cdn(self, request: web.Request) -> web.StreamResponse:
         record = self._new_record(request, request.path, kind="cdn")
         self.cdn_requests.append(record)
+        gate = self._cdn_gate
+        if gate is not None:
+            self._notify(record)
+            await gate.wait()
         status, body, content_type = self._serve_cdn(request)
         record.status = status
         if status != 200:
