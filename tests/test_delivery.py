@@ -92,7 +92,7 @@ async def test_a_video_exactly_at_the_upload_limit_is_attached_and_one_byte_over
     if attached:
         [video] = announcement.attachments
         assert (video.filename, len(video.data)) == (f"job-{done.id}.mp4", limit)
-        assert done.video_url not in announcement.content
+        assert str(done.video_url) not in announcement.content
     else:
         assert announcement.attachments == []
         assert "too large to upload here" in announcement.content
