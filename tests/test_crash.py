@@ -112,11 +112,19 @@ class Rig:
         return [await self.job_for(interaction) for interaction in interactions]
 
     async def reaches(self, jobs: list[Job], done: Callable[[Job], bool], within: float = 20.0) -> list[Job]:
-        async def all_done() -> list[Job] | None:
-            latest = await self.ledger.get_jobs([job.id for job in jobs])
-            return latest if len(latest) == len(jobs) and all(done(job) for job in latest) else None
+        latest: list[Job] = []
 
-        return sorted(await self.until(all_done, within), key=lambda job: job.id)
+        async def all_done() -> bool:
+            nonlocal latest
+            latest = await self.ledger.get_jobs([job.id for job in jobs])
+            return len(latest) == len(jobs) and all(done(job) for job in latest)
+
+        try:
+            await self.until(all_done, within)
+        except TimeoutError:
+            seen = [(job.id, job.provider, job.state.value, job.queue_position, job.task_id) for job in latest]
+            raise AssertionError(f"the jobs did not get there in {within} s: {seen}") from None
+        return sorted(latest, key=lambda job: job.id)
 
     async def until(self, check: Callable[[], Any], within: float = 20.0) -> Any:
         async with asyncio.timeout(within):
@@ -206,10 +214,22 @@ async def test_killed_before_the_submit(rig: Rig) -> None:
     await rig.spawn(**{f"{name.upper()}_SUBMITS_PER_MINUTE": "1" for name in PROVIDERS})
     interactions = [await rig.animate(name) for name in PROVIDERS for _ in range(2)]
     jobs = await rig.jobs_for(interactions)
-    waiting = await rig.reaches(jobs[1::2], lambda job: job.state is JobState.QUEUED and job.queue_position == 1)
-    await rig.reaches(jobs[0::2], lambda job: job.task_id is not None)
+
+    def waiting(job: Job) -> bool:
+        return job.state is JobState.QUEUED and job.queue_position == 1
+
+    async def one_sent_and_one_waiting_at_each_provider() -> bool:
+        latest = await rig.ledger.get_jobs([job.id for job in jobs])
+        return all(
+            sorted((job.task_id is not None, waiting(job)) for job in latest if job.provider == name)
+            == [(False, True), (True, False)]
+            for name in PROVIDERS
+        )
+
+    await rig.until(one_sent_and_one_waiting_at_each_provider)
     await rig.kill()
-    assert {job.submit_attempts for job in waiting} == {0}
+    held = [job for job in await rig.ledger.get_jobs([job.id for job in jobs]) if job.task_id is None]
+    assert [(job.state, job.submit_attempts) for job in held] == [(JobState.QUEUED, 0)] * 3
 
     await rig.spawn()
     await finish_and_check(rig, {job.id: JobState.SUCCEEDED for job in jobs})
