@@ -1,4 +1,4 @@
-"""``python -m bot`` exactly as users run it, pointed at a fake Discord (used by the shutdown test).
+"""``python -m bot`` exactly as users run it, pointed at a fake Discord (used by the shutdown and crash tests).
 
 The only change: discord.py's REST base and gateway URL come from FAKE_DISCORD_API and FAKE_DISCORD_GATEWAY.
 """

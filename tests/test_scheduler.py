@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest
 
 from bot.jobs.inputs import InputStore
 from bot.jobs.scheduler import JobNotCancellable, ProviderLimits, Scheduler, SchedulerSettings
-from bot.store import JobState, Store
+from bot.store import Job, JobState, Store
 from providers import ErrorKind, Operation, VideoProvider
 from tests.conftest import hidream_client, pixverse_client, vidu_client
 from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome
@@ -398,3 +398,70 @@ async def test_the_queue_is_fair_between_people(world: World) -> None:
     jobs = [await wait_for(world.store, job_id, within=20) for job_id in [*alice, bob, carol]]
     started = sorted(jobs, key=lambda job: job.accepted_at or job.created_at)
     assert [job.user_id for job in started] == [1, 2, 3, 1, 1, 1]
+
+
+# The submit retry limit: a job whose sends keep being refused for a passing reason gives up in the end.
+
+
+@pytest.mark.scheduler(max_submit_attempts=4)
+async def test_a_job_refused_every_time_is_sent_max_submit_attempts_times_then_fails(world: World) -> None:
+    world.vidu_fake.fail("create", "server_error", status=503, times=50)
+    job = await wait_for(world.store, await world.enqueue("vidu"), within=15)
+
+    assert world.vidu_fake.route_count("create") == 4
+    assert (job.state, job.submit_attempts, job.error_kind) == (JobState.FAILED, 4, ErrorKind.UNAVAILABLE.value)
+    assert job.error_reason is not None
+    assert job.error_reason.startswith("Vidu stayed unavailable after several tries")
+    assert not world.vidu_fake.tasks
+
+
+# Off-peak Vidu jobs may take 48 hours: they get their own deadline.
+
+
+class SkewedClock:
+    """The ledger's clock: real time plus an offset a test pushes forward (hours pass in an instant)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+async def test_an_off_peak_vidu_job_is_held_to_the_off_peak_deadline_not_the_normal_one(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    clock = SkewedClock()
+    limits = ProviderLimits(deadline=timedelta(minutes=60), off_peak_deadline=timedelta(hours=49))
+    async with FakeVidu(api_key="vd-key", off_peak_seconds=3600) as fake:
+        providers: dict[str, VideoProvider] = {"vidu": vidu_client(session, fake, key="vd-key")}
+        store = await Store.open(tmp_path / "bot.db", now=clock)
+        inputs = InputStore(tmp_path / "inputs")
+        scheduler = Scheduler(store, providers, inputs, SchedulerSettings(**FAST, limits={"vidu": limits}))
+        await scheduler.start()
+        try:
+            new = new_job(providers["vidu"], inputs, model="viduq2", off_peak=True)
+            job_id = (await scheduler.enqueue(new)).id
+            running = await wait_for(store, job_id, lambda job: job.state is JobState.RUNNING)
+            assert fake.tasks[running.task_id].body["off_peak"] is True
+
+            async def polls_answered_after_the_jump(hours: float) -> Job:
+                """The job once a poll answered after the jump was applied: the second poll after the jump is
+                claimed only after the first was applied (a job's polls hold its lease one at a time)."""
+                clock.offset = timedelta(hours=hours)
+                seen = fake.route_count("creations")
+                return await wait_for(
+                    store, job_id, lambda job: job.state.finished or fake.route_count("creations") >= seen + 2
+                )
+
+            past_the_normal_deadline = await polls_answered_after_the_jump(2)
+            assert past_the_normal_deadline.state is JobState.RUNNING, past_the_normal_deadline.error_reason
+
+            past_the_off_peak_deadline = await polls_answered_after_the_jump(50)
+            assert past_the_off_peak_deadline.state is JobState.TIMED_OUT
+            assert past_the_off_peak_deadline.error_reason == (
+                "Vidu did not finish within 49 hours, so the bot stopped waiting."
+            )
+        finally:
+            await scheduler.stop()
+            await store.close()

@@ -112,7 +112,8 @@ class FakeRole:
 class FakeChannel:
     """A channel: 0 text, 1 DM, 2 voice, 4 category, 5 announcement.
 
-    ``forbidden`` makes every bot-token write (send, edit, delete, typing) answer 403 50013.
+    ``forbidden`` makes every bot-token write (send, edit, delete, typing) answer 403 50013;
+    ``history_hidden`` (no Read Message History) makes reading its messages answer an empty list.
     """
 
     id: int
@@ -126,6 +127,7 @@ class FakeChannel:
     permission_overwrites: list[dict[str, Any]] = field(default_factory=list)
     recipients: list[FakeUser] = field(default_factory=list)
     forbidden: bool = False
+    history_hidden: bool = False
     last_message_id: int | None = None
 
     def payload(self) -> dict[str, Any]:

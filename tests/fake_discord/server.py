@@ -164,6 +164,7 @@ class _Drop:
     method: str
     pattern: re.Pattern[str]
     remaining: int
+    after: bool = False
 
 
 @dataclass
@@ -636,16 +637,24 @@ class FakeDiscord(InteractionBuilders):
         token = self.interaction(interaction).token
         return [request for request in failed if f"/{token}" in request.path]
 
-    def drop_connection(self, method: str, path_regex: str, *, times: int = 1) -> None:
-        """Close the connection without answering the next ``times`` matching API requests (a network failure)."""
-        self._drops.append(_Drop(method.upper(), re.compile(path_regex), times))
+    def drop_connection(self, method: str, path_regex: str, *, times: int = 1, after: bool = False) -> None:
+        """Close the connection without answering the next ``times`` matching API requests (a network failure).
 
-    def _take_drop(self, method: str, path: str) -> bool:
+        With ``after``, Discord carries each request out first and only the answer is lost, so the client
+        cannot tell whether it took effect.
+        """
+        self._drops.append(_Drop(method.upper(), re.compile(path_regex), times, after))
+
+    def _take_drop(self, method: str, path: str, *, after: bool) -> bool:
         for drop in self._drops:
-            if drop.method == method and drop.pattern.search(path) and drop.remaining > 0:
+            if drop.method == method and drop.after is after and drop.pattern.search(path) and drop.remaining > 0:
                 drop.remaining -= 1
                 return True
         return False
+
+    def hide_history(self, channel: FakeChannel | int, hidden: bool = True) -> None:
+        """The bot lacks Read Message History there: reading the channel's messages answers an empty list."""
+        self._channel(channel).history_hidden = hidden
 
     def message(self, message_id: int) -> FakeMessage | None:
         """A stored message by id (deleted ones too)."""
@@ -900,7 +909,7 @@ class FakeDiscord(InteractionBuilders):
         path = "/" + request.match_info["tail"]
         record = self._new_record(request, path)
         self.requests.append(record)
-        if self._take_drop(request.method, path):
+        if self._take_drop(request.method, path, after=False):
             await request.read()
             record.kind = "dropped"
             self._notify(record)
@@ -935,6 +944,12 @@ class FakeDiscord(InteractionBuilders):
         shared = verdict is not None and headers.get("X-RateLimit-Scope") == "shared"
         if status in (401, 403) or (status == 429 and not shared):
             self.invalid_requests.append(record)
+        if self._take_drop(request.method, path, after=True):
+            record.kind = "dropped"
+            self._notify(record)
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=500)
         self._notify(record)
         return _json_response(status, body, headers)
 
@@ -1394,7 +1409,8 @@ class FakeDiscord(InteractionBuilders):
         channel = self._known_channel(call)
         query = call.record.query
         limit = min(max(int(query.get("limit", "50")), 1), 100)
-        items = self.messages(channel, include_ephemeral=False)
+        # Discord answers an empty list, not an error, when the bot may not read the history.
+        items = [] if channel.history_hidden else self.messages(channel, include_ephemeral=False)
         if "before" in query:
             items = [message for message in items if message.id < int(query["before"])]
         if "after" in query:
