@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench lock clean
+.PHONY: run test lint format bench mutate lock clean
 
 $(STAMP): requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
@@ -29,6 +29,14 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+# Mutation testing of the store, the scheduler and the presenter ([tool.mutmut] in pyproject.toml); hours on two
+# cores, so not in .ci/run. Results are kept in mutants/ and reused: a rerun tries only mutants of changed functions
+# (rm -rf mutants for a fresh run). MUTANTS='bot.ui.presenter.*' limits a run to the mutants whose names match.
+MUTANTS ?=
+mutate: $(STAMP)
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/python -m tests.mutation_score
 
 # Regenerates the lock from pyproject.toml (needs uv; nothing else does).
 lock:
