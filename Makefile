@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench mutate lock clean
+.PHONY: run test lint format bench mutate soak soak-short lock clean
 
 $(STAMP): requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
@@ -37,6 +37,13 @@ MUTANTS ?=
 mutate: $(STAMP)
 	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
 	$(BIN)/python -m tests.mutation_score
+
+# The seeded soak (README, "Soak"): SOAK_SEED=n replays a plan; soak-short is the CI plan (fixed seed).
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak
+
+soak-short: $(STAMP)
+	$(BIN)/python -m tests.soak --short
 
 # Regenerates the lock from pyproject.toml (needs uv; nothing else does).
 lock:

@@ -487,6 +487,19 @@ async def test_a_dropped_connection_is_a_network_error(fake: FakeDiscord, bot: E
     assert [message.content for message in fake.messages(fake.channel)] == ["delivered"]
 
 
+async def test_scripted_server_errors_answer_then_the_route_works_again(fake: FakeDiscord, bot: EchoBot) -> None:
+    channel = text_channel(bot, fake)
+    fake.fail_requests("POST", rf"/channels/{channel.id}/messages$", status=503, times=2)
+    for _ in range(2):
+        with pytest.raises(discord.DiscordServerError):
+            await channel.send("refused")
+    await channel.send("delivered")
+    assert [message.content for message in fake.messages(fake.channel)] == ["delivered"]
+    statuses = [record.status for record in fake.requests_to("POST", rf"/channels/{channel.id}/messages")]
+    assert statuses == [503, 503, 200]
+    assert fake.pending_failures() == 0
+
+
 async def test_deleted_message_is_unknown(fake: FakeDiscord, bot: EchoBot) -> None:
     channel = text_channel(bot, fake)
     message = await channel.send("temporary")

@@ -618,3 +618,25 @@ async def test_prefix_large_video_and_fault_arguments() -> None:
         with pytest.raises(ValueError, match="does not support"):
             fake.outcomes.append(Outcome("deleted"))
     assert {"server_error", "hang", "malformed", "echo_key"} <= FAULT_KINDS
+
+
+async def test_an_outcome_rule_picks_each_tasks_end_from_its_request_and_media_names_its_task() -> None:
+    def by_prompt(body: dict[str, Any]) -> Outcome | None:
+        return Outcome("failed") if "doomed" in str(body.get("prompt", "")) else None
+
+    clock = FakeClock()
+    async with (
+        FakeVidu(api_key=VD_KEY, clock=clock, outcome_rule=by_prompt, tag_media=True) as fake,
+        aiohttp.ClientSession(headers=vd_headers()) as http,
+    ):
+        fake.outcomes.append(Outcome("moderation"))
+        _, doomed, _ = await send(http, "POST", fake.base_url + VD_CREATE, json=vd_create_body(prompt="doomed cat"))
+        _, scripted, _ = await send(http, "POST", fake.base_url + VD_CREATE, json=vd_create_body(prompt="a cat"))
+        _, plain, _ = await send(http, "POST", fake.base_url + VD_CREATE, json=vd_create_body(prompt="a dog"))
+        clock.advance(10)
+        phases = [fake.phase(body["task_id"]) for body in (doomed, scripted, plain)]
+        assert phases == ["failed", "moderation", "success"]
+        async with http.get(f"{fake.base_url}/media/{plain['task_id']}.mp4") as response:
+            video = await response.read()
+        assert plain["task_id"].encode() in video
+        assert mp4_duration(video) is not None

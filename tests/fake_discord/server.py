@@ -168,6 +168,14 @@ class _Drop:
 
 
 @dataclass
+class _Failure:
+    method: str
+    pattern: re.Pattern[str]
+    status: int
+    remaining: int
+
+
+@dataclass
 class _World:
     users: dict[int, FakeUser] = field(default_factory=dict)
     guilds: dict[int, FakeGuild] = field(default_factory=dict)
@@ -231,6 +239,7 @@ class FakeDiscord(InteractionBuilders):
         self._by_token: dict[str, InteractionRecord] = {}
         self._nonces: dict[tuple[int, str], tuple[int, float]] = {}
         self._drops: list[_Drop] = []
+        self._failures: list[_Failure] = []
         self._dm_channels: dict[int, FakeChannel] = {}
         self._routes: list[_Route] = []
         self._waiters: list[_Waiter] = []
@@ -645,6 +654,25 @@ class FakeDiscord(InteractionBuilders):
         """
         self._drops.append(_Drop(method.upper(), re.compile(path_regex), times, after))
 
+    def fail_requests(self, method: str, path_regex: str, *, status: int = 500, times: int = 1) -> None:
+        """Answer the next ``times`` matching API requests with a server error, as Discord does in an outage."""
+        if not 500 <= status <= 599:
+            raise ValueError("a server error has a 5xx status")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        self._failures.append(_Failure(method.upper(), re.compile(path_regex), status, times))
+
+    def pending_failures(self) -> int:
+        """How many scripted server errors are still to be answered."""
+        return sum(failure.remaining for failure in self._failures)
+
+    def _take_failure(self, method: str, path: str) -> int | None:
+        for failure in self._failures:
+            if failure.method == method and failure.pattern.search(path) and failure.remaining > 0:
+                failure.remaining -= 1
+                return failure.status
+        return None
+
     def _take_drop(self, method: str, path: str, *, after: bool) -> bool:
         for drop in self._drops:
             if drop.method == method and drop.after is after and drop.pattern.search(path) and drop.remaining > 0:
@@ -916,6 +944,12 @@ class FakeDiscord(InteractionBuilders):
             assert request.transport is not None
             request.transport.abort()
             return web.Response(status=500)
+        failure = self._take_failure(request.method, path)
+        if failure is not None:
+            await request.read()
+            record.status, record.response = failure, {"message": f"{failure}: Server Error", "code": 0}
+            self._notify(record)
+            return _json_response(failure, record.response, {})
         headers: dict[str, str] = {}
         status, body = 500, None
         verdict: Verdict | None = None

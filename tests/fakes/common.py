@@ -346,8 +346,10 @@ def _video_track(duration_ms: int, width: int, height: int) -> bytes:
 
 
 @lru_cache(maxsize=64)
-def build_mp4(duration: float = 5.0, payload_size: int = 2048, width: int = 1280, height: int = 720) -> bytes:
-    """Build a small ISO-BMFF file: ftyp, moov (mvhd with ``duration``, one video trak), mdat."""
+def build_mp4(
+    duration: float = 5.0, payload_size: int = 2048, width: int = 1280, height: int = 720, tag: bytes = b""
+) -> bytes:
+    """Build a small ISO-BMFF file: ftyp, moov (mvhd with ``duration``, one video trak), mdat (``tag`` first)."""
     duration_ms = round(duration * 1000)
     ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 0x200) + b"isomiso2mp41")
     matrix = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
@@ -362,7 +364,7 @@ def build_mp4(duration: float = 5.0, payload_size: int = 2048, width: int = 1280
     )
     moov = _box(b"moov", mvhd + _video_track(duration_ms, width, height))
     pattern = bytes(range(256))
-    mdat = _box(b"mdat", (pattern * (payload_size // 256 + 1))[:payload_size])
+    mdat = _box(b"mdat", tag + (pattern * (payload_size // 256 + 1))[:payload_size])
     return ftyp + moov + mdat
 
 
@@ -464,6 +466,8 @@ class FakeProvider:
         run_seconds: float = 0.3,
         video_bytes: bytes | None = None,
         record: bool = True,
+        outcome_rule: Callable[[dict[str, Any]], Outcome | None] | None = None,
+        tag_media: bool = False,
     ) -> None:
         self.api_key = api_key
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
@@ -472,6 +476,10 @@ class FakeProvider:
         self.run_seconds = run_seconds
         self.video_bytes = video_bytes
         self.record = record
+        #: Picks a task's outcome from its request body (None: the next scripted outcome, else success).
+        self.outcome_rule = outcome_rule
+        #: Write each task's id into its video, so a test can tell whose video was delivered.
+        self.tag_media = tag_media
         self.requests: list[RecordedRequest] = []
         self.tasks: dict[Any, Task] = {}
         self.outcomes = OutcomeQueue(self.outcome_kinds)
@@ -693,7 +701,9 @@ class FakeProvider:
         info: dict[str, Any] | None = None,
     ) -> Task:
         """Create and store a task using the next scripted outcome."""
-        outcome = self.outcomes.popleft() if self.outcomes else Outcome()
+        outcome = self.outcome_rule(body) if self.outcome_rule is not None else None
+        if outcome is None:
+            outcome = self.outcomes.popleft() if self.outcomes else Outcome()
         now = self.clock()
         if outcome.queue_seconds is not None:
             wait = outcome.queue_seconds
@@ -738,7 +748,8 @@ class FakeProvider:
             return self.video_bytes, "video/mp4"
         duration = float(task.info.get("duration", self.media_seconds))
         width, height = int(task.info.get("width", 1280)), int(task.info.get("height", 720))
-        return build_mp4(duration, width=width, height=height), "video/mp4"
+        tag = f"task:{task.task_id};".encode() if self.tag_media else b""
+        return build_mp4(duration, width=width, height=height, tag=tag), "video/mp4"
 
     async def _media(self, call: Call) -> web.StreamResponse:
         payload = None if self.media_expired else self._media_payload(call.request.match_info["name"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from tests.fakes.common import (
     Clock,
     FakeProvider,
     Fault,
+    Outcome,
     Refusal,
     Task,
     decode_base64,
@@ -108,6 +110,8 @@ class FakeHiDream(FakeProvider):
         run_seconds: float = 0.3,
         video_bytes: bytes | None = None,
         record: bool = True,
+        outcome_rule: Callable[[dict[str, Any]], Outcome | None] | None = None,
+        tag_media: bool = False,
         rate_per_minute: int | None = None,
         max_batch: int = 100,
         v3_results_only: bool = False,
@@ -120,6 +124,8 @@ class FakeHiDream(FakeProvider):
             run_seconds=run_seconds,
             video_bytes=video_bytes,
             record=record,
+            outcome_rule=outcome_rule,
+            tag_media=tag_media,
         )
         self.rate_per_minute = rate_per_minute
         self.max_batch = max_batch

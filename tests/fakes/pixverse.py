@@ -7,6 +7,7 @@ import itertools
 import random
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -18,6 +19,7 @@ from tests.fakes.common import (
     Clock,
     FakeProvider,
     Fault,
+    Outcome,
     Refusal,
     Task,
     dump_json,
@@ -201,6 +203,8 @@ class FakePixVerse(FakeProvider):
         run_seconds: float = 0.3,
         video_bytes: bytes | None = None,
         record: bool = True,
+        outcome_rule: Callable[[dict[str, Any]], Outcome | None] | None = None,
+        tag_media: bool = False,
         max_concurrent: int | None = None,
         allow_image_url: bool = False,
         credit_monthly: int = 1000,
@@ -216,6 +220,8 @@ class FakePixVerse(FakeProvider):
             run_seconds=run_seconds,
             video_bytes=video_bytes,
             record=record,
+            outcome_rule=outcome_rule,
+            tag_media=tag_media,
         )
         self.max_concurrent = max_concurrent
         self.allow_image_url = allow_image_url

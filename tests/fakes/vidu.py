@@ -8,6 +8,7 @@ import itertools
 import random
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any, ClassVar, Final
@@ -20,6 +21,7 @@ from tests.fakes.common import (
     Clock,
     FakeProvider,
     Fault,
+    Outcome,
     Refusal,
     Task,
     decode_base64,
@@ -212,6 +214,8 @@ class FakeVidu(FakeProvider):
         run_seconds: float = 0.3,
         video_bytes: bytes | None = None,
         record: bool = True,
+        outcome_rule: Callable[[dict[str, Any]], Outcome | None] | None = None,
+        tag_media: bool = False,
         auth_scheme: str = "Token",
         concurrency: int = 5,
         off_peak_seconds: float = 2.0,
@@ -226,6 +230,8 @@ class FakeVidu(FakeProvider):
             run_seconds=run_seconds,
             video_bytes=video_bytes,
             record=record,
+            outcome_rule=outcome_rule,
+            tag_media=tag_media,
         )
         self.auth_scheme = auth_scheme
         self.concurrency = concurrency
