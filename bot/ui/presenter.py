@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import logging
 import re
 import secrets
@@ -424,8 +423,8 @@ class Presenter:
         view: discord.ui.View | None,
         mentions: discord.AllowedMentions,
     ) -> None:
-        # The job key as an enforced nonce makes Discord drop a second copy if a crash made the bot
-        # announce the same job again within minutes.
+        # The job key as a nonce (discord.py sends it with enforce_nonce) makes Discord drop a second
+        # copy if a crash made the bot announce the same job again within minutes.
         with handle_message_parameters(
             content=content,
             file=file or discord.utils.MISSING,
@@ -434,11 +433,6 @@ class Presenter:
             allowed_mentions=mentions,
             nonce=job.key[:25],
         ) as params:
-            if params.payload is not None:
-                params.payload["enforce_nonce"] = True
-                for part in params.multipart or []:
-                    if part.get("name") == "payload_json":
-                        part["value"] = json.dumps(params.payload)
             await self.client.http.send_message(job.channel_id, params=params)
 
     async def _log_line(self, job: Job) -> None:
