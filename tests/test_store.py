@@ -1032,3 +1032,14 @@ async def test_a_cancelled_call_does_not_wedge_the_store(store: Store, db_path: 
     assert await store.get_job(job.id) == job
     assert await store.get_job_by_key("cancelled") is None
     assert plain_rows(db_path, "SELECT key FROM jobs") == [("after",)]
+
+
+async def test_a_queue_position_is_written_only_to_a_job_still_queued(store: Store) -> None:
+    waiting = await store.create_job(new_job())
+    claimed = await store.create_job(new_job())
+    await store.transition(claimed.id, SUBMITTING, detail="claimed meanwhile")
+
+    await store.set_queue_positions({waiting.id: 1, claimed.id: 2})
+
+    assert (await store.get_job(waiting.id)).queue_position == 1  # type: ignore[union-attr]
+    assert (await store.get_job(claimed.id)).queue_position is None  # type: ignore[union-attr]

@@ -683,13 +683,13 @@ class Scheduler:
 
     async def _update_positions(self, provider: str) -> None:
         changed = {
-            job_id: {"queue_position": position}
+            job_id: position
             for position, (job_id, shown) in enumerate(await self.store.queue_order(provider), start=1)
             if shown != position
         }
         if not changed:
             return
-        await self.store.update_jobs(changed)
+        await self.store.set_queue_positions(changed)
         for job in await self.store.get_jobs(list(changed)):
             if job.state is JobState.QUEUED:
                 self._publish(job)

@@ -338,6 +338,15 @@ class Store:
                 assignments = "".join(f"{name} = ?, " for name in names)
                 await db.executemany(f"UPDATE jobs SET {assignments}updated_at = ? WHERE id = ?", rows)  # noqa: S608
 
+    async def set_queue_positions(self, positions: Mapping[int, int]) -> None:
+        """Show each job's place in its queue; a job claimed meanwhile keeps none."""
+        now = self._stamp()
+        async with self._transaction() as db:
+            await db.executemany(
+                "UPDATE jobs SET queue_position = ?, updated_at = ? WHERE id = ? AND state = 'queued'",
+                [(position, now, job_id) for job_id, position in positions.items()],
+            )
+
     async def mark_token_dead(self, job_id: int) -> None:
         """Record that Discord refused the job's interaction token; the token is forgotten with it."""
         now = self._stamp()
@@ -458,15 +467,8 @@ class Store:
                 " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_check_at LIMIT ?",
                 (provider, state.value, _column_value(now + horizon), stamp, limit),
             )
-            ids = [row["id"] for row in rows]
-            if not ids:
-                return []
-            marks = ", ".join("?" for _ in ids)
-            await db.execute(
-                f"UPDATE jobs SET lease_owner = ?, lease_until = ?, next_check_at = ? WHERE id IN ({marks})",  # noqa: S608
-                (owner, until, until, *ids),
-            )
-            return await _jobs_by_ids(db, ids, order="next_check_at")
+            # Until the lease runs out, the job is not due: a lost lease makes it due again by itself.
+            return await _lease(db, rows, owner, until, "next_check_at = ?", (until,), order="next_check_at")
 
     async def release(self, updates: Mapping[int, Mapping[str, Any]], *, owner: str) -> list[int]:
         """Set fields of jobs this owner holds and give their leases back; returns the ids it still held."""
@@ -626,16 +628,9 @@ class Store:
                 " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY delivery_next_at LIMIT ?",
                 (stamp, stamp, limit),
             )
-            ids = [row["id"] for row in rows]
-            if not ids:
-                return []
-            marks = ", ".join("?" for _ in ids)
-            await db.execute(
-                f"UPDATE jobs SET lease_owner = ?, lease_until = ?, delivery_attempts = delivery_attempts + 1"  # noqa: S608
-                f" WHERE id IN ({marks})",
-                (owner, until, *ids),
+            return await _lease(
+                db, rows, owner, until, "delivery_attempts = delivery_attempts + 1", (), order="delivery_next_at"
             )
-            return await _jobs_by_ids(db, ids, order="delivery_next_at")
 
     async def mark_announce_started(self, job_id: int, *, owner: str) -> None:
         """An announcement is about to be sent: after a crash, look for it before sending again."""
@@ -924,6 +919,28 @@ async def _fetch(db: aiosqlite.Connection, job_id: int) -> Job:
     row = rows[0] if rows else None
     assert row is not None
     return Job.from_row(row)
+
+
+async def _lease(
+    db: aiosqlite.Connection,
+    rows: Iterable[aiosqlite.Row],
+    owner: str,
+    until: str,
+    also: str,
+    also_params: Sequence[Any],
+    *,
+    order: str,
+) -> list[Job]:
+    """Lease the jobs of ``rows`` (selected as due in the same transaction) to ``owner``, setting ``also``."""
+    ids = [row["id"] for row in rows]
+    if not ids:
+        return []
+    marks = ", ".join("?" for _ in ids)
+    await db.execute(
+        f"UPDATE jobs SET lease_owner = ?, lease_until = ?, {also} WHERE id IN ({marks})",  # noqa: S608
+        (owner, until, *also_params, *ids),
+    )
+    return await _jobs_by_ids(db, ids, order=order)
 
 
 async def _drop_intake(db: aiosqlite.Connection, interaction_id: int | None) -> None:
