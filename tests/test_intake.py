@@ -202,3 +202,30 @@ async def test_a_reroll_click_is_recorded_and_its_job_keyed_by_the_click(world: 
         assert again.parent_id == first.id
         assert (await world.finished(again.id)).state is JobState.SUCCEEDED
         assert await world.store.get_intake(retry.id) is None
+
+
+async def test_a_sigterm_lets_a_command_in_flight_make_its_job_and_stops_cleanly(
+    fakes: tuple[FakeDiscord, FakePixVerse], tmp_path: Path
+) -> None:
+    discord_fake, pixverse = fakes
+    process = await start_bot(discord_fake, pixverse, tmp_path)
+    discord_fake.hold_cdn()
+    attachment = discord_fake.add_attachment("cat.png", image_bytes(), "image/png")
+    interaction = await discord_fake.push_interaction(
+        discord_fake.slash("animate", subcommand="pixverse", options={"prompt": "x"}, attachments={"image": attachment})
+    )
+    await discord_fake.wait_until(lambda: bool(discord_fake.cdn_requests), timeout=15)
+
+    process.send_signal(signal.SIGTERM)
+    discord_fake.release_cdn()
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+
+    assert process.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr
+    store = await Store.open(tmp_path / "bot.db")
+    try:
+        [job] = await store.jobs_of_user(discord_fake.user.id)
+        assert job.key == intake_job_key(interaction.id)
+        assert await store.get_intake(interaction.id) is None
+    finally:
+        await store.close()

@@ -37,6 +37,8 @@ TOKEN_LIFETIME = timedelta(minutes=15)
 INTAKE_LEASE = timedelta(minutes=5)
 #: How often records nobody holds are looked for (after a start, at once).
 RECOVERY_SECONDS = 60.0
+#: On a stop, handlers still making their job get this long to finish; the rest wait for the next start.
+STOP_GRACE_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,14 @@ class AttachmentRef:
     @classmethod
     def of(cls, attachment: discord.Attachment) -> AttachmentRef:
         return cls(attachment.url, attachment.filename, attachment.content_type, attachment.size)
+
+
+class InterruptedByStop(Exception):
+    """A handler's work on an intake ended because the bot is stopping; the next start finishes it."""
+
+    def __init__(self, interaction_id: int) -> None:
+        super().__init__(f"request {interaction_id} was interrupted by the stop; the next start finishes it")
+        self.interaction_id = interaction_id
 
 
 def requester_of(intake: Intake) -> Requester:
@@ -89,6 +99,9 @@ class IntakeDesk:
         self._stopping = False
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
+        self._handlers = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # What the handlers call.
 
@@ -131,14 +144,22 @@ class IntakeDesk:
     async def working(self, intake: Intake) -> AsyncIterator[None]:
         """Around a handler's work on an intake: an error answered to the member drops the record.
 
-        A stop (cancellation, or an error while the bot closes) leaves it for the next start.
+        A stop (cancellation, or an error while the bot closes) leaves it for the next start, which tells
+        the member: the error becomes InterruptedByStop, which is not an error to report.
         """
+        self._handlers += 1
+        self._idle.clear()
         try:
             yield
         except Exception:
             if not self._stopping:
                 await self.store.drop_intake(intake.interaction_id)
-            raise
+                raise
+            raise InterruptedByStop(intake.interaction_id) from None
+        finally:
+            self._handlers -= 1
+            if not self._handlers:
+                self._idle.set()
 
     async def acknowledged(self, intake: Intake, message_id: int) -> Intake:
         await self.store.intake_acknowledged(intake.interaction_id, message_id)
@@ -157,10 +178,13 @@ class IntakeDesk:
         self._loop = asyncio.create_task(self._run(), name="intake-recovery")
 
     async def stop(self) -> None:
+        """Stop finishing orphaned intakes, and give the handlers in flight a moment to make their jobs."""
         self._stopping = True
         self._wake.set()
         if self._loop is not None:
             await asyncio.gather(self._loop, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), STOP_GRACE_SECONDS)
 
     async def _run(self) -> None:
         while not self._stopping:

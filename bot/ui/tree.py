@@ -8,10 +8,12 @@ import logging
 import secrets
 from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 
 from bot.errors import UserError
+from bot.ui.intake import InterruptedByStop
 from bot.ui.presenter import CardNotOpened
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,9 @@ async def reply_error(interaction: discord.Interaction[Any], error: Exception) -
     if isinstance(original, CardNotOpened):
         await _reply_job_exists(interaction, original)
         return
+    if isinstance(original, InterruptedByStop):
+        log.info("%s", original)
+        return
     if isinstance(original, UserError | app_commands.CheckFailure | app_commands.TransformerError):
         text = str(original)
     else:
@@ -50,7 +55,8 @@ async def reply_error(interaction: discord.Interaction[Any], error: Exception) -
             with contextlib.suppress(discord.HTTPException):
                 await interaction.delete_original_response()
         await interaction.followup.send(text, ephemeral=True)
-    except discord.HTTPException as exc:
+    except (discord.HTTPException, aiohttp.ClientError, RuntimeError) as exc:
+        # RuntimeError: the HTTP session closed under a reply while the bot stops.
         log.warning("Could not tell the user about an error (%s)", exc)
 
 
