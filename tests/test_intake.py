@@ -161,6 +161,7 @@ async def test_refused_commands_leave_no_intake(world: World) -> None:
         for refused in (bad_option, not_an_image):
             assert await world.store.get_intake(refused.id) is None
         assert world.providers["vidu"].tasks == {}
+        assert [path.name for path in world.tmp.rglob("upload-*")] == []
 
 
 async def closed_intake(world: World, interaction_id: int) -> Intake:

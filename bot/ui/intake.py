@@ -154,6 +154,7 @@ class IntakeDesk:
         except Exception:
             if not self._stopping:
                 await self.store.drop_intake(intake.interaction_id)
+                self.discard_upload(intake)
                 raise
             raise InterruptedByStop(intake.interaction_id) from None
         finally:
