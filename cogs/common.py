@@ -93,8 +93,8 @@ async def start_job(
             admission=admission,
             intake_id=intake.interaction_id,
         )
-    bot.intakes.discard_upload(intake)
-    await bot.presenter.open_card(job)
+        bot.intakes.discard_upload(intake)
+        await bot.presenter.open_card(job)
     return job
 
 
@@ -155,7 +155,7 @@ async def start_again(
                 admission=admission,
                 intake_id=intake.interaction_id,
             )
-    await bot.presenter.open_card(job)
+        await bot.presenter.open_card(job)
     return job
 
 

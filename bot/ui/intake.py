@@ -142,7 +142,8 @@ class IntakeDesk:
 
     @contextlib.asynccontextmanager
     async def working(self, intake: Intake) -> AsyncIterator[None]:
-        """Around a handler's work on an intake: an error answered to the member drops the record.
+        """Around a handler's work on an intake, up to its card: an error answered to the member drops the
+        record (a no-op once the job is written).
 
         A stop (cancellation, or an error while the bot closes) leaves it for the next start, which tells
         the member: the error becomes InterruptedByStop, which is not an error to report.

@@ -19,6 +19,11 @@ from bot.ui.presenter import CardNotOpened
 log = logging.getLogger(__name__)
 
 
+#: What sending a reply can fail with: Discord refusing it, the network, or (RuntimeError) the HTTP
+#: session closed under the reply while the bot stops.
+_UNREACHABLE = (discord.HTTPException, aiohttp.ClientError, RuntimeError)
+
+
 class JobTree(app_commands.CommandTree[Any]):
     """discord.py's tree with the bot's error handling and a switch that refuses work while closing."""
 
@@ -55,8 +60,7 @@ async def reply_error(interaction: discord.Interaction[Any], error: Exception) -
             with contextlib.suppress(discord.HTTPException):
                 await interaction.delete_original_response()
         await interaction.followup.send(text, ephemeral=True)
-    except (discord.HTTPException, aiohttp.ClientError, RuntimeError) as exc:
-        # RuntimeError: the HTTP session closed under a reply while the bot stops.
+    except _UNREACHABLE as exc:
         log.warning("Could not tell the user about an error (%s)", exc)
 
 
@@ -73,5 +77,5 @@ async def _reply_job_exists(interaction: discord.Interaction[Any], error: CardNo
             await interaction.edit_original_response(content=text)
         else:
             await interaction.response.send_message(text, ephemeral=True)
-    except discord.HTTPException as exc:
+    except _UNREACHABLE as exc:
         log.warning("Could not tell the user that job %s exists (%s)", error.job_id, exc)
