@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from contextlib import closing
+from typing import Any
 
 import pytest
 
-from bot.store import JobState
+from bot.store import JobEvent, JobState
+from bot.ui.presenter import ChannelBudget
 from tests.conftest import image_bytes
 from tests.discord_world import REQUIRED, World, announcements, world
 from tests.fakes import FakeClock, build_mp4
@@ -60,7 +63,10 @@ async def test_an_announcement_that_fails_is_tried_again_and_posted_once(world: 
         assert done.delivery_attempts == 2
         details = [event.detail for event in await world.store.events(job.id)]
     assert any(detail.startswith("announcement failed") for detail in details)
-    assert len(announcements(world, done)) == 1
+    [announcement] = announcements(world, done)
+    assert announcement.custom_ids() == []
+    [*_, posted] = world.discord.requests_to("POST", r"/webhooks/\d+/[^/]+")
+    assert_mentions_only(posted.json, done.user_id)
 
 
 def video_of_size(size: int) -> bytes:
@@ -138,3 +144,111 @@ async def test_an_announcement_sent_again_after_its_answer_was_lost_leaves_one_m
     assert done.delivery_attempts == 2
     [announcement] = announcements(world, done)
     assert announcement.content.startswith(f"<@{done.user_id}> your video from job {done.id} is ready")
+
+
+async def announcement_failures(world: World, job_id: int, count: int) -> list[JobEvent]:
+    async with asyncio.timeout(15):
+        while True:
+            failures = [
+                event for event in await world.store.events(job_id) if event.detail.startswith("announcement failed")
+            ]
+            if len(failures) >= count:
+                return failures
+            await asyncio.sleep(0.02)
+
+
+async def test_a_failed_announcement_is_tried_again_after_two_then_fifteen_seconds(world: World) -> None:
+    world.discord.drop_connection("POST", r"^/webhooks/\d+/[^/]+$", times=2)
+    async with world.running():
+        job = await world.job_for(await world.animate("vidu"))
+        for count, wait in enumerate((2.0, 15.0), start=1):
+            failure = max(await announcement_failures(world, job.id, count), key=lambda event: event.at)
+            pending = await world.store.get_job(job.id)
+            assert not pending.delivered
+            assert pending.delivery_next_at is not None
+            assert abs((pending.delivery_next_at - failure.at).total_seconds() - wait) < 1.0
+
+
+def assert_mentions_only(body: dict[str, Any], user_id: int) -> None:
+    mentions = body["allowed_mentions"]
+    assert (mentions["parse"], mentions["users"]) == ([], [user_id])
+
+
+def channel_post(world: World, channel_id: int) -> Any:
+    [post] = world.discord.requests_to("POST", rf"/channels/{channel_id}/messages")
+    assert post.bot_auth
+    return post
+
+
+@pytest.mark.world(run_seconds=1.0)
+async def test_the_channel_announcement_attaches_the_video_mentions_only_its_owner_and_carries_the_nonce(
+    world: World,
+) -> None:
+    async with world.running():
+        job = await world.job_for(await world.animate("vidu"))
+        world.discord.advance(15 * 60 + 1)
+        done = await world.finished(job.id)
+    post = channel_post(world, done.channel_id)
+    assert post.json["content"].startswith(f"<@{done.user_id}> your video from job {done.id} is ready")
+    assert_mentions_only(post.json, done.user_id)
+    assert (post.json["nonce"], post.json["enforce_nonce"]) == (done.key[:25], True)
+    # The card still shows the job, so the announcement carries neither a copy of it nor buttons.
+    assert not post.json.get("embeds")
+    assert not post.json.get("components")
+    [video] = post.files
+    assert video.filename == f"job-{done.id}.mp4"
+    assert video.data == world.discord.message(announcements(world, done)[0].id).file(video.filename)  # type: ignore[union-attr]
+
+
+@pytest.mark.world(run_seconds=3.0)
+async def test_with_its_card_deleted_the_channel_announcement_carries_the_final_card_and_its_buttons(
+    world: World,
+) -> None:
+    async with world.running():
+        interaction = await world.animate("hidream")
+        job = await world.job_for(interaction)
+        card = world.discord.original(interaction)
+        assert card is not None
+        world.discord.advance(15 * 60 + 1)
+        await world.discord.wait_until(lambda: card.edits >= 2)
+        card.deleted = True
+        done = await world.finished(job.id)
+    post = channel_post(world, done.channel_id)
+    [embed] = post.json["embeds"]
+    assert embed["footer"]["text"] == f"Job {done.id}"
+    assert "Done" in embed["fields"][0]["value"]
+    [announcement] = announcements(world, done)
+    assert announcement.custom_ids() == [f"job:reroll:{done.id}", f"job:stylize:{done.id}"]
+
+
+class HandClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_messages_older_than_an_hour_get_the_tighter_channel_budget() -> None:
+    clock = HandClock()
+    budget = ChannelBudget(per_window=4, window=5.0, old_per_window=2, old_window=6.0, clock=clock)
+    for _ in range(2):
+        assert budget.wait_time(1, old=True) == 0.0
+        budget.take(1, old=True)
+    assert budget.wait_time(1, old=True) == 6.0
+    assert budget.wait_time(1, old=False) == 0.0
+    clock.now += 6.0
+    assert budget.wait_time(1, old=True) == 0.0
+
+
+async def test_acquire_waits_out_even_a_short_remainder_of_the_window() -> None:
+    clock = HandClock()
+    budget = ChannelBudget(per_window=1, window=0.5, clock=clock)
+    await budget.acquire(1, old=False)
+    second = asyncio.create_task(budget.acquire(1, old=False))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not second.done()
+    clock.now += 0.5
+    await asyncio.wait_for(second, timeout=5)
+    assert budget.wait_time(1, old=False) == 0.5

@@ -283,6 +283,36 @@ async def test_a_deleted_card_does_not_stop_the_job(world: World) -> None:
         [announcement] = announcements(world, done)
         assert announcement.embeds
         assert announcement.attachments[0].filename == f"job-{done.id}.mp4"
+    # Once an edit finds the card gone, the presenter stops editing it.
+    edits = world.discord.requests_to("PATCH", rf"/webhooks/\d+/[^/]+/messages/{card.id}")
+    assert [request.status for request in edits if request.status >= 400] == [404]
+
+
+async def test_the_first_render_turns_the_deferral_into_the_card_with_a_thumbnail_and_cancel(world: World) -> None:
+    async with world.running():
+        job = await world.job_for(await world.animate("pixverse"))
+        first = world.discord.requests_to("PATCH", rf"/webhooks/\d+/[^/]+/messages/{job.message_id}")[0]
+    [embed] = first.json["embeds"]
+    assert embed["footer"]["text"] == f"Job {job.id}"
+    assert embed["thumbnail"]["url"] == "attachment://input.jpg"
+    assert [file.filename for file in first.files] == ["input.jpg"]
+    assert f"job:cancel:{job.id}" in str(first.json["components"])
+
+
+@pytest.mark.world(run_seconds=2.0)
+async def test_a_token_discord_refuses_early_is_never_used_again_and_the_card_still_ends_done(world: World) -> None:
+    async with world.running():
+        interaction = await world.animate("vidu")
+        job = await world.job_for(interaction)
+        await world.reaches(job.id, lambda job: job.task_id is not None)
+        world.discord.revoke_token(interaction)
+        done = await world.finished(job.id)
+    assert done.token_dead_at is not None
+    card = world.discord.original(interaction)
+    assert card is not None
+    assert "Done" in status_of(card)
+    refused = [request for request in world.discord.requests_to(None, r"/webhooks/.*") if request.status == 401]
+    assert len(refused) == 1
 
 
 @pytest.mark.world(run_seconds=1.0)

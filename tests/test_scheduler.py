@@ -273,7 +273,8 @@ async def test_a_stalled_job_times_out(world: World) -> None:
 
 
 @pytest.mark.scheduler(
-    limits={"vidu": ProviderLimits(deadline=timedelta(seconds=0.5))}, fakes={"vidu": {"run_seconds": 30}}
+    limits={"vidu": ProviderLimits(deadline=timedelta(seconds=0.5))},
+    fakes={"vidu": {"run_seconds": 30, "queue_seconds": 30}},
 )
 async def test_a_job_past_its_deadline_times_out_and_is_cancelled_at_the_provider(world: World) -> None:
     job = await wait_for(world.store, await world.enqueue("vidu"))
@@ -281,6 +282,8 @@ async def test_a_job_past_its_deadline_times_out_and_is_cancelled_at_the_provide
     assert job.error_reason is not None
     assert "did not finish within" in job.error_reason
     assert world.vidu_fake.route_count("cancel") == 1
+    [task] = world.vidu_fake.tasks.values()
+    assert task.cancelled_at is not None
 
 
 @pytest.mark.scheduler(queue_timeout=timedelta(seconds=0.3), limits={"vidu": ProviderLimits(max_running=0)})
@@ -465,3 +468,30 @@ async def test_an_off_peak_vidu_job_is_held_to_the_off_peak_deadline_not_the_nor
         finally:
             await scheduler.stop()
             await store.close()
+
+
+@pytest.mark.scheduler(clients={"timeout": 0.3})
+async def test_a_send_check_the_provider_refuses_ends_the_job_with_a_reason(world: World) -> None:
+    world.vidu_fake.fail("create", "hang", seconds=2, after=True)
+    world.vidu_fake.fail("tasks", "unauthorized", times=10)
+    job = await wait_for(world.store, await world.enqueue("vidu"), within=15)
+    assert (job.state, job.error_kind) == (JobState.FAILED, ErrorKind.CREDENTIALS.value)
+    assert job.error_reason == "Vidu refused the bot's API key; ask the bot's owner to check it."
+
+
+@pytest.mark.scheduler(poll_interval=0.4, max_poll_interval=0.8)
+async def test_a_short_outage_at_submit_backs_off_before_each_new_send(world: World) -> None:
+    world.hidream_fake.fail("submit_img2video", "server_error", status=503, times=2)
+    job_id = await world.enqueue("hidream")
+    job = await wait_for(world.store, job_id)
+    assert (job.state, job.submit_attempts) == (JobState.SUCCEEDED, 3)
+    events = sorted(await world.store.events(job_id), key=lambda event: event.at)
+    requeued = [event.at for event in events if event.to_state is JobState.QUEUED and event.from_state is not None]
+    sent = [event.at for event in events if event.to_state is JobState.SUBMITTING]
+    gaps = [(again - back).total_seconds() for back, again in zip(requeued, sent[1:], strict=True)]
+    # Each wait doubles from the poll interval; the ledger stamps the requeue a moment after it set the wait.
+    assert gaps[0] >= 0.4 * 0.9
+    assert gaps[1] >= 0.8 * 0.9
+    # The ledger keeps when the last requeue allowed the job to be sent again.
+    assert job.not_before is not None
+    assert requeued[-1] < job.not_before <= sent[-1]
