@@ -228,6 +228,10 @@ class IntakeDesk:
                     return
                 intake = await self.acknowledged(intake, message_id)
             job = await self._make_job(intake)
+        except discord.DiscordServerError as exc:
+            # Discord's own trouble: the lease runs out and the next pass tries again, within the token's life.
+            log.warning("Request %s: Discord failed (%s); trying again later", intake.interaction_id, exc)
+            return
         except discord.HTTPException as exc:
             log.warning("Request %s: Discord refused its token (%s); closing it", intake.interaction_id, exc)
             await self._close(intake, "unreachable")
@@ -254,8 +258,10 @@ class IntakeDesk:
             return
         log.info("Request %s became job %s after a restart", intake.interaction_id, job.id)
         self.discard_upload(intake)
-        with contextlib.suppress(Exception):
+        try:
             await self.presenter.open_card(job)
+        except Exception as exc:
+            log.warning("Job %s's card could not be opened yet (%s); it is drawn at its next change", job.id, exc)
 
     async def _make_job(self, intake: Intake) -> Job | None:
         """The job this intake asked for, made from what is kept; None when the attachment was never read."""
@@ -279,6 +285,9 @@ class IntakeDesk:
     async def _tell(self, intake: Intake, text: str, outcome: str, view: discord.ui.View | None = None) -> None:
         try:
             await self.presenter.explain(intake, text, view)
+        except discord.DiscordServerError as exc:
+            log.warning("Request %s: Discord failed (%s); telling the member later", intake.interaction_id, exc)
+            return
         except discord.HTTPException as exc:
             log.warning("Could not tell member %s about request %s (%s)", intake.user_id, intake.interaction_id, exc)
         await self._close(intake, outcome)
