@@ -81,6 +81,7 @@ def custom_ids(message: Any) -> list[str]:
     return [item["custom_id"] for row in message.components for item in row["components"] if "custom_id" in item]
 
 
+@pytest.mark.subprocess
 async def test_killed_before_the_bytes_were_read_the_member_is_told_and_retry_makes_the_job(
     fakes: tuple[FakeDiscord, FakePixVerse], tmp_path: Path
 ) -> None:
@@ -104,6 +105,7 @@ async def test_killed_before_the_bytes_were_read_the_member_is_told_and_retry_ma
     assert b"Traceback" not in stderr
 
 
+@pytest.mark.subprocess
 async def test_killed_after_the_bytes_were_kept_the_restart_makes_the_job_in_the_same_card(
     fakes: tuple[FakeDiscord, FakePixVerse], tmp_path: Path
 ) -> None:
@@ -205,6 +207,7 @@ async def test_a_reroll_click_is_recorded_and_its_job_keyed_by_the_click(world: 
         assert await world.store.get_intake(retry.id) is None
 
 
+@pytest.mark.subprocess
 async def test_a_sigterm_lets_a_command_in_flight_make_its_job_and_stops_cleanly(
     fakes: tuple[FakeDiscord, FakePixVerse], tmp_path: Path
 ) -> None:
