@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ import aiohttp
 from bot.config import Settings
 from bot.health import HealthServer
 from bot.jobs.inputs import InputStore
+from bot.jobs.leases import LeaseKeeper
 from bot.jobs.preparation import PreparationPool
 from bot.jobs.retention import Retention
 from bot.jobs.scheduler import Scheduler
@@ -49,8 +51,9 @@ async def assemble(
         log.info("Providers enabled: %s", ", ".join(sorted(providers)))
     else:
         log.warning("No provider has an API key; set HIDREAM_API_KEY, PIXVERSE_API_KEY or VIDU_API_KEY.")
-    store = await Store.open(settings.database_path)
+    store = await Store.open(settings.ledger_location)
     preparation = PreparationPool()
+    stack = contextlib.AsyncExitStack()
     try:
         inputs = InputStore(settings.inputs_folder)
         retention = Retention(
@@ -59,6 +62,7 @@ async def assemble(
             input_retention=timedelta(hours=settings.input_retention_hours),
             job_retention=timedelta(days=settings.job_retention_days) if settings.job_retention_days else None,
         )
+        lease = timedelta(seconds=settings.lease_seconds)
         scheduler = Scheduler(store, providers, inputs, scheduler_settings(settings), maintenance=retention)
         jobs = JobService(providers, scheduler, inputs, session, preparation=preparation)
         presenter = Presenter(
@@ -69,8 +73,12 @@ async def assemble(
             edit_seconds=settings.progress_edit_seconds,
             can_stylize="hidream" in providers,
             now=now,
+            lease=lease,
         )
-        intakes = IntakeDesk(store, jobs, inputs, presenter, now=now)
+        intakes = IntakeDesk(store, jobs, inputs, presenter, now=now, lease=lease)
+        leases = LeaseKeeper(store, [scheduler.owner, presenter.owner, *intakes.owners], lease)
+        await leases.start()
+        stack.push_async_callback(leases.stop)
         async with AnimateBot(
             settings=settings,
             providers=providers,
@@ -98,5 +106,7 @@ async def assemble(
             finally:
                 await health.stop()
     finally:
+        # Only after the bot's stop, which waited for work in flight whose leases had to stay alive meanwhile.
+        await stack.aclose()
         await asyncio.to_thread(preparation.close)
         await store.close()

@@ -19,6 +19,7 @@ from providers.vidu import DEFAULT_BASE_URL as VIDU_DEFAULT_URL
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SQLITE_PREFIX = "sqlite:///"
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
 class ConfigError(Exception):
@@ -36,8 +37,22 @@ class Settings(BaseSettings):
         description="server ids separated by commas, like 123456789012345678,234567890123456789 "
         "(commands sync to these servers at once instead of globally)",
     )
-    database_url: str = Field(
-        "sqlite:///data/bot.db", description="a SQLite URL such as sqlite:///data/bot.db (a path after sqlite:///)"
+    database_url: SecretStr = Field(
+        SecretStr("sqlite:///data/bot.db"),
+        description="a SQLite URL such as sqlite:///data/bot.db (a path after sqlite:///), or a PostgreSQL URL "
+        "such as postgresql://bot:password@db:5432/bot for several processes",
+    )
+    inputs_dir: Path | None = Field(
+        None,
+        description="a folder for the kept inputs (images, videos) that every bot process can read; empty: beside "
+        "the SQLite file, or data/inputs with PostgreSQL",
+    )
+    lease_seconds: float = Field(
+        30.0,
+        ge=5,
+        le=600,
+        description="seconds from 5 to 600: how long work a process took stays its own without being renewed "
+        "(a process that dies leaves its work to the others after this long)",
     )
     hidream_api_key: SecretStr = Field(SecretStr(""), description="a HiDream API token, or empty to disable HiDream")
     hidream_base_url: str = Field(HIDREAM_DEFAULT_URL, description="an http(s) URL, optionally with a path prefix")
@@ -134,11 +149,20 @@ class Settings(BaseSettings):
             raise ValueError("not an http(s) URL")
         return value.rstrip("/")
 
+    @field_validator("inputs_dir", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("database_url")
     @classmethod
-    def _sqlite_url(cls, value: str) -> str:
-        if not value.startswith(SQLITE_PREFIX) or len(value) == len(SQLITE_PREFIX):
-            raise ValueError("not a sqlite URL")
+    def _database_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url.startswith(POSTGRES_PREFIXES):
+            if not url.split("://", 1)[1].split("/")[0]:
+                raise ValueError("no PostgreSQL host")
+        elif not url.startswith(SQLITE_PREFIX) or len(url) == len(SQLITE_PREFIX):
+            raise ValueError("not a sqlite or postgresql URL")
         return value
 
     @field_validator("log_level")
@@ -150,14 +174,22 @@ class Settings(BaseSettings):
         return level
 
     @property
-    def database_path(self) -> Path:
-        """The SQLite file the DATABASE_URL names."""
-        return Path(self.database_url.removeprefix(SQLITE_PREFIX))
+    def uses_postgres(self) -> bool:
+        return self.database_url.get_secret_value().startswith(POSTGRES_PREFIXES)
+
+    @property
+    def ledger_location(self) -> Path | str:
+        """The SQLite file, or the PostgreSQL URL, the DATABASE_URL names."""
+        url = self.database_url.get_secret_value()
+        return url if self.uses_postgres else Path(url.removeprefix(SQLITE_PREFIX))
 
     @property
     def inputs_folder(self) -> Path:
-        """Where prepared inputs are kept: beside the database."""
-        return self.database_path.parent / "inputs"
+        """Where prepared inputs are kept: INPUTS_DIR, else beside the SQLite file (or in data/)."""
+        if self.inputs_dir is not None:
+            return self.inputs_dir
+        location = self.ledger_location
+        return (location.parent if isinstance(location, Path) else Path("data")) / "inputs"
 
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:

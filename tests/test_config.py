@@ -30,8 +30,10 @@ def test_defaults_with_only_the_token() -> None:
     settings = load_settings(env_file=None)
     assert settings.discord_token.get_secret_value() == "discord-secret-token"
     assert settings.discord_guild_ids == ()
-    assert settings.database_url == "sqlite:///data/bot.db"
-    assert settings.database_path == Path("data/bot.db")
+    assert settings.database_url.get_secret_value() == "sqlite:///data/bot.db"
+    assert settings.ledger_location == Path("data/bot.db")
+    assert settings.inputs_folder == Path("data/inputs")
+    assert settings.lease_seconds == 30.0
     assert settings.hidream_base_url == "https://www.hidreamai.com"
     assert settings.pixverse_base_url == "https://app-api.pixverse.ai"
     assert settings.vidu_base_url == "https://api.vidu.com"
@@ -74,7 +76,7 @@ def test_base_urls_keep_their_path_prefix(monkeypatch: pytest.MonkeyPatch) -> No
         ("PROGRESS_EDIT_SECONDS", "0.5", "PROGRESS_EDIT_SECONDS is not valid (got '0.5'): set it to the least"),
         ("HIDREAM_BASE_URL", "www.hidreamai.com", "HIDREAM_BASE_URL is not valid (got 'www.hidreamai.com')"),
         ("VIDU_AUTH_SCHEME", "Basic", "VIDU_AUTH_SCHEME is not valid (got 'Basic'): set it to Token"),
-        ("DATABASE_URL", "postgres://db/bot", "DATABASE_URL is not valid (got 'postgres://db/bot')"),
+        ("DATABASE_URL", "postgres:///bot", "DATABASE_URL is not valid: set it to a SQLite URL"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL is not valid (got 'loud'): set it to one of DEBUG"),
     ],
 )
@@ -161,4 +163,34 @@ def test_env_example_lists_every_setting_with_its_default() -> None:
             current = current.get_secret_value()
         if isinstance(current, tuple):
             current = ",".join(str(item) for item in current)
+        if current is None:
+            current = ""
         assert str(current) == value or float(current) == float(value), name
+
+
+def test_a_postgresql_url_selects_the_shared_ledger_and_keeps_inputs_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://bot:hunter2@db:5432/bot")
+    settings = load_settings(env_file=None)
+    assert settings.uses_postgres
+    assert settings.ledger_location == "postgresql://bot:hunter2@db:5432/bot"
+    assert settings.inputs_folder == Path("data/inputs")
+    assert "hunter2" not in repr(settings)
+
+    monkeypatch.setenv("INPUTS_DIR", "/shared/inputs")
+    assert load_settings(env_file=None).inputs_folder == Path("/shared/inputs")
+
+
+def test_a_database_url_of_another_kind_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://bot:hunter2@db/bot")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(env_file=None)
+    message = str(refused.value)
+    assert message.startswith("DATABASE_URL is not valid: set it to a SQLite URL")
+    assert "postgresql://" in message
+    assert "hunter2" not in message
+
+
+def test_a_lease_too_short_to_renew_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEASE_SECONDS", "1")
+    with pytest.raises(ConfigError, match="LEASE_SECONDS is not valid"):
+        load_settings(env_file=None)

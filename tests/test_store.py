@@ -43,7 +43,7 @@ CANCELLED = JobState.CANCELLED
 TIMED_OUT = JobState.TIMED_OUT
 
 #: The project's own migrations folder, found from the repository layout rather than from the store module.
-MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "bot" / "store" / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "bot" / "store" / "migrations" / "sqlite"
 MIGRATION_FILES = sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))
 LATEST = len(MIGRATION_FILES)
 
@@ -127,8 +127,22 @@ async def open_store(clock: Clock) -> AsyncIterator[Opener]:
         await store.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, db_path: Path) -> Path | str:
+    """Where the ledger of a test lives: a SQLite file, or a fresh database on the test PostgreSQL server."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    return db_path
+
+
 @pytest.fixture
-async def store(open_store: Opener, db_path: Path) -> Store:
+async def store(open_store: Opener, ledger: Path | str) -> Store:
+    return await open_store(ledger)
+
+
+@pytest.fixture
+async def sqlite_store(open_store: Opener, db_path: Path) -> Store:
+    """For what only SQLite shows: its file, its pragmas, a second plain connection."""
     return await open_store(db_path)
 
 
@@ -184,8 +198,8 @@ async def test_open_creates_the_file_and_its_parent_folders(tmp_path: Path, open
     assert await store.schema_version() == LATEST
 
 
-async def test_open_sets_wal_for_other_connections_too(store: Store, db_path: Path) -> None:
-    await store.create_job(new_job())
+async def test_open_sets_wal_for_other_connections_too(sqlite_store: Store, db_path: Path) -> None:
+    await sqlite_store.create_job(new_job())
     assert plain_rows(db_path, "PRAGMA journal_mode") == [("wal",)]
     assert plain_rows(db_path, "PRAGMA user_version") == [(LATEST,)]
 
@@ -194,23 +208,24 @@ async def test_schema_version_is_the_number_of_migration_files(store: Store) -> 
     assert await store.schema_version() == LATEST
 
 
-async def test_foreign_keys_are_on_so_deleting_a_job_deletes_its_events(store: Store, db_path: Path) -> None:
-    doomed = await walk_to(store, RUNNING)
-    kept = await walk_to(store, SUBMITTING)
-    assert len(await store.events(doomed.id)) == 3
+async def test_foreign_keys_are_on_so_deleting_a_job_deletes_its_events(sqlite_store: Store, db_path: Path) -> None:
+    doomed = await walk_to(sqlite_store, RUNNING)
+    kept = await walk_to(sqlite_store, SUBMITTING)
+    assert len(await sqlite_store.events(doomed.id)) == 3
 
-    await store._db.execute("DELETE FROM jobs WHERE id = ?", (doomed.id,))
+    async with sqlite_store._transaction() as db:
+        await db.execute("DELETE FROM jobs WHERE id = ?", (doomed.id,))
 
-    assert await store.get_job(doomed.id) is None
-    assert await store.events(doomed.id) == []
+    assert await sqlite_store.get_job(doomed.id) is None
+    assert await sqlite_store.events(doomed.id) == []
     assert plain_rows(db_path, "SELECT COUNT(*) FROM job_events WHERE job_id = ?", (doomed.id,)) == [(0,)]
-    assert len(await store.events(kept.id)) == 2
+    assert len(await sqlite_store.events(kept.id)) == 2
 
     # Control: a connection without the pragma leaves the events behind, so the cascade above is the store's doing.
     with closing(sqlite3.connect(db_path)) as connection:
         connection.execute("DELETE FROM jobs WHERE id = ?", (kept.id,))
         connection.commit()
-    assert len(await store.events(kept.id)) == 2
+    assert len(await sqlite_store.events(kept.id)) == 2
 
 
 # --- migrations -------------------------------------------------------------------------------
@@ -374,11 +389,13 @@ async def test_a_failing_migration_on_a_new_database_applies_nothing(tmp_path: P
     ],
     ids=["dm-with-message", "guild-without-model"],
 )
-async def test_create_job_round_trips_every_field(store: Store, clock: Clock, db_path: Path, new: NewJob) -> None:
+async def test_create_job_round_trips_every_field(
+    sqlite_store: Store, clock: Clock, db_path: Path, new: NewJob
+) -> None:
     clock.current = datetime(2025, 3, 4, 17, 30, 15, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
     created_at = clock.current
 
-    job = await store.create_job(new)
+    job = await sqlite_store.create_job(new)
 
     for field in dataclasses.fields(NewJob):
         if field.name != "intake_id":  # not a column: it names the record the write removes
@@ -393,10 +410,10 @@ async def test_create_job_round_trips_every_field(store: Store, clock: Clock, db
     assert (job.submit_attempts, job.poll_failures, job.cancel_requested) == (0, 0, False)
     assert (job.submitted_at, job.accepted_at, job.started_at, job.progress_at) == (None,) * 4
     assert (job.finished_at, job.not_before, job.delivered, job.delivered_at) == (None, None, False, None)
-    assert await store.get_job(job.id) == job
-    assert await store.get_job_by_key(new.key) == job
+    assert await sqlite_store.get_job(job.id) == job
+    assert await sqlite_store.get_job_by_key(new.key) == job
 
-    events = await store.events(job.id)
+    events = await sqlite_store.events(job.id)
     assert events == [JobEvent(job_id=job.id, at=created_at, from_state=None, to_state=QUEUED, detail="created")]
     assert events[0].at.tzinfo is UTC
 
@@ -445,10 +462,10 @@ async def test_default_keys_are_unique(store: Store) -> None:
     assert first.id != second.id
 
 
-async def test_a_job_written_twice_under_one_key_exists_once(store: Store, db_path: Path) -> None:
-    original = await store.create_job(new_job(key="same-key"))
+async def test_a_job_written_twice_under_one_key_exists_once(sqlite_store: Store, db_path: Path) -> None:
+    original = await sqlite_store.create_job(new_job(key="same-key"))
 
-    again = await store.create_job(new_job(key="same-key", user_id=9))
+    again = await sqlite_store.create_job(new_job(key="same-key", user_id=9))
 
     assert again == original
     assert plain_rows(db_path, "SELECT id, user_id FROM jobs") == [(original.id, original.user_id)]
@@ -676,11 +693,11 @@ async def test_unfinished_moves_keep_finished_at_empty(store: Store) -> None:
     assert job.queue_position == 7
 
 
-async def test_transition_sets_fields_in_the_same_step(store: Store, clock: Clock, db_path: Path) -> None:
-    job = await walk_to(store, SUBMITTING)
+async def test_transition_sets_fields_in_the_same_step(sqlite_store: Store, clock: Clock, db_path: Path) -> None:
+    job = await walk_to(sqlite_store, SUBMITTING)
     accepted = datetime(2025, 6, 1, 5, 0, 0, 500000, tzinfo=timezone(timedelta(hours=-7)))
 
-    moved = await store.transition(
+    moved = await sqlite_store.transition(
         job.id, RUNNING, task_id="task-77", accepted_at=accepted, submit_attempts=2, cancel_requested=True
     )
 
@@ -710,24 +727,24 @@ async def test_transition_of_an_unknown_job_is_a_key_error(store: Store) -> None
 
 
 async def test_update_jobs_sets_different_fields_of_many_jobs_at_once(
-    store: Store, clock: Clock, db_path: Path
+    sqlite_store: Store, clock: Clock, db_path: Path
 ) -> None:
-    a = await store.create_job(new_job())
-    b = await walk_to(store, SUBMITTING)
-    c = await store.create_job(new_job())
-    d = await store.create_job(new_job())
-    e = await walk_to(store, RUNNING)
-    f = await walk_to(store, RUNNING)
-    await store.update_jobs({c.id: {"cancel_requested": True}})
-    assert (await store.get_job(c.id)).cancel_requested is True
-    untouched = await store.get_job(d.id)
+    a = await sqlite_store.create_job(new_job())
+    b = await walk_to(sqlite_store, SUBMITTING)
+    c = await sqlite_store.create_job(new_job())
+    d = await sqlite_store.create_job(new_job())
+    e = await walk_to(sqlite_store, RUNNING)
+    f = await walk_to(sqlite_store, RUNNING)
+    await sqlite_store.update_jobs({c.id: {"cancel_requested": True}})
+    assert (await sqlite_store.get_job(c.id)).cancel_requested is True
+    untouched = await sqlite_store.get_job(d.id)
     ids = (a.id, b.id, c.id, d.id, e.id, f.id)
-    events = {job_id: await store.events(job_id) for job_id in ids}
+    events = {job_id: await sqlite_store.events(job_id) for job_id in ids}
     accepted = datetime(2025, 5, 6, 9, 0, 0, 250000, tzinfo=timezone(timedelta(hours=-7)))
     not_before = datetime(2025, 5, 6, 17, 0, 0, tzinfo=UTC)
     at = clock.current
 
-    await store.update_jobs(
+    await sqlite_store.update_jobs(
         {
             a.id: {"task_id": "task-a", "progress": 0.25, "provider_status": "processing", "queue_position": 3},
             b.id: {"accepted_at": accepted, "cancel_requested": True, "submit_attempts": 2},
@@ -738,7 +755,7 @@ async def test_update_jobs_sets_different_fields_of_many_jobs_at_once(
         }
     )
 
-    a2, b2, c2, d2, e2, f2 = [await store.get_job(job_id) for job_id in ids]
+    a2, b2, c2, d2, e2, f2 = [await sqlite_store.get_job(job_id) for job_id in ids]
     assert (a2.task_id, a2.progress, a2.provider_status, a2.queue_position) == ("task-a", 0.25, "processing", 3)
     assert b2.accepted_at == accepted
     assert b2.accepted_at.tzinfo is UTC
@@ -753,7 +770,7 @@ async def test_update_jobs_sets_different_fields_of_many_jobs_at_once(
     assert d2 == untouched
     assert [job.state for job in (a2, b2, c2, e2, f2)] == [QUEUED, SUBMITTING, QUEUED, RUNNING, RUNNING]
     assert all(job.updated_at == at for job in (a2, b2, c2, e2, f2))
-    assert {job_id: await store.events(job_id) for job_id in ids} == events
+    assert {job_id: await sqlite_store.events(job_id) for job_id in ids} == events
     assert plain_rows(db_path, "SELECT accepted_at, cancel_requested FROM jobs WHERE id = ?", (b.id,)) == [
         ("2025-05-06T16:00:00.250000+00:00", 1)
     ]
@@ -774,18 +791,18 @@ async def test_update_jobs_with_an_unknown_field_writes_nothing(store: Store) ->
     assert len(await store.events(a.id)) == 1
 
 
-async def test_update_jobs_is_all_or_nothing_when_the_database_refuses(store: Store) -> None:
-    a = await store.create_job(new_job())
-    b = await store.create_job(new_job())
+async def test_update_jobs_is_all_or_nothing_when_the_database_refuses(sqlite_store: Store) -> None:
+    a = await sqlite_store.create_job(new_job())
+    b = await sqlite_store.create_job(new_job())
 
     # a's update is written first; b's breaks a NOT NULL constraint, so a's must be rolled back.
     with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
-        await store.update_jobs({a.id: {"progress": 0.5}, b.id: {"submit_attempts": None}})
+        await sqlite_store.update_jobs({a.id: {"progress": 0.5}, b.id: {"submit_attempts": None}})
 
-    assert await store.get_job(a.id) == a
-    assert await store.get_job(b.id) == b
-    await store.update_jobs({a.id: {"progress": 0.5}})
-    assert (await store.get_job(a.id)).progress == 0.5
+    assert await sqlite_store.get_job(a.id) == a
+    assert await sqlite_store.get_job(b.id) == b
+    await sqlite_store.update_jobs({a.id: {"progress": 0.5}})
+    assert (await sqlite_store.get_job(a.id)).progress == 0.5
 
 
 async def test_update_jobs_with_nothing_to_do_changes_nothing(store: Store) -> None:
@@ -1007,8 +1024,8 @@ async def test_compare_and_set_race_across_two_connections(open_store: Opener, d
     assert [(event.from_state, event.to_state) for event in events] == [(None, QUEUED), (QUEUED, final.state)]
 
 
-async def test_many_concurrent_creates_all_succeed(store: Store, db_path: Path) -> None:
-    jobs = await asyncio.gather(*(store.create_job(new_job(user_id=n)) for n in range(200)))
+async def test_many_concurrent_creates_all_succeed(sqlite_store: Store, db_path: Path) -> None:
+    jobs = await asyncio.gather(*(sqlite_store.create_job(new_job(user_id=n)) for n in range(200)))
 
     assert len({job.id for job in jobs}) == 200
     assert len({job.key for job in jobs}) == 200
@@ -1019,18 +1036,18 @@ async def test_many_concurrent_creates_all_succeed(store: Store, db_path: Path) 
     assert sorted(per_job) == sorted((job.id, 1, "created") for job in jobs)
 
 
-async def test_a_cancelled_call_does_not_wedge_the_store(store: Store, db_path: Path) -> None:
+async def test_a_cancelled_call_does_not_wedge_the_store(sqlite_store: Store, db_path: Path) -> None:
     # aiosqlite runs the BEGIN on its thread even though the awaiting task was cancelled.
-    cancelled = asyncio.create_task(store.create_job(new_job(key="cancelled")))
+    cancelled = asyncio.create_task(sqlite_store.create_job(new_job(key="cancelled")))
     await asyncio.sleep(0)
     cancelled.cancel()
     with pytest.raises(asyncio.CancelledError):
         await cancelled
 
-    job = await store.create_job(new_job(key="after"))
+    job = await sqlite_store.create_job(new_job(key="after"))
 
-    assert await store.get_job(job.id) == job
-    assert await store.get_job_by_key("cancelled") is None
+    assert await sqlite_store.get_job(job.id) == job
+    assert await sqlite_store.get_job_by_key("cancelled") is None
     assert plain_rows(db_path, "SELECT key FROM jobs") == [("after",)]
 
 
@@ -1043,3 +1060,22 @@ async def test_a_queue_position_is_written_only_to_a_job_still_queued(store: Sto
 
     assert (await store.get_job(waiting.id)).queue_position == 1  # type: ignore[union-attr]
     assert (await store.get_job(claimed.id)).queue_position is None  # type: ignore[union-attr]
+
+
+# TEMPORARY until tests/postgres.py lands: a fresh database on the developer's server.
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    import os
+    import secrets
+
+    import asyncpg
+
+    server = os.environ.get("TEST_POSTGRES_URL")
+    if not server:
+        pytest.skip("TEST_POSTGRES_URL is not set")
+    name = f"t_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(server)
+    await admin.execute(f"CREATE DATABASE {name}")
+    yield server.rsplit("/", 1)[0] + "/" + name
+    await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    await admin.close()

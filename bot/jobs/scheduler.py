@@ -168,12 +168,17 @@ class Scheduler:
 
     async def start(self) -> None:
         """Take up every unfinished job from the ledger and start scheduling."""
-        # The SQLite ledger belongs to one process: whatever a previous run held is free again.
-        await self.store.expire_leases()
+        if not self.store.shared:
+            # The SQLite ledger belongs to one process: whatever a previous run held is free again.
+            # On a shared ledger the leases of a process that died run out by themselves.
+            await self.store.expire_leases()
         # The first checks after a restart go out at once and spread over one interval, so that
         # thousands of them do not fall due together.
         await self.store.spread_checks(timedelta(seconds=self.settings.poll_interval))
-        for job in await self.store.jobs_of_other_providers(list(self.providers)):
+        await self.store.listen(self._ledger_changed)
+        # On a shared ledger another process may have the provider this one lacks: its jobs are left to it.
+        orphans = [] if self.store.shared else await self.store.jobs_of_other_providers(list(self.providers))
+        for job in orphans:
             with contextlib.suppress(InvalidTransition):
                 await self._finish(
                     job,
@@ -295,6 +300,10 @@ class Scheduler:
             # Otherwise it waits for room at its provider, and a job leaving the provider wakes the loop.
         wait = (min(moments) - now).total_seconds()
         return max(0.0, min(wait, self._next_maintenance - self._clock()))
+
+    def _ledger_changed(self) -> None:
+        """Another process queued or changed a job: look at the ledger now rather than at the next due moment."""
+        self._wake.set()
 
     def _queue_changed(self, provider: str) -> None:
         self._queues_changed.add(provider)

@@ -23,6 +23,7 @@ def scheduler_settings(settings: Settings) -> SchedulerSettings:
         poll_interval=settings.poll_interval_seconds,
         max_poll_interval=max(60.0, settings.poll_interval_seconds),
         queue_timeout=timedelta(hours=settings.queue_timeout_hours),
+        lease=timedelta(seconds=settings.lease_seconds),
         # A send in flight at a stop may be an upload and a create, each up to the HTTP timeout.
         stop_grace=2 * settings.http_timeout_seconds + 10,
         limits={

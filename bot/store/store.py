@@ -1,25 +1,25 @@
-"""The only module that writes SQL: the job ledger on aiosqlite.
+"""The only module that writes SQL: the job ledger, on SQLite (one process) or PostgreSQL (several).
 
-WAL journal, foreign keys on, timestamps as ISO-8601 UTC text. Numbered migration files are applied
-at start in one transaction and the schema version is kept in ``PRAGMA user_version``.
+Timestamps are ISO-8601 UTC text of one fixed width on both, so that comparing them compares moments.
+Numbered migration files (one folder per database, the same numbers in both) are applied at start.
+Nothing here assumes that only this process touches a job: every change is conditional on the state it
+read, and claims skip rows another process holds.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
+import asyncpg
 
+from bot.store.engines import MIGRATIONS, Engine, PostgresEngine, SqliteEngine, StoreError, Transaction, migrations
 from bot.store.models import (
     Admission,
     GuildSettings,
@@ -34,8 +34,14 @@ from bot.store.models import (
     can_transition,
 )
 
-MIGRATIONS = Path(__file__).with_name("migrations")
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+__all__ = ["MIGRATIONS", "DueTimes", "Pruned", "Store", "StoreError", "SubmitClaim", "migrations", "utc_now"]
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(location: Path | str) -> bool:
+    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+
 
 #: Columns other code may set; everything else is owned by the ledger itself.
 UPDATABLE = frozenset(
@@ -101,91 +107,64 @@ class Pruned:
     events: int
 
 
-class StoreError(Exception):
-    """The database cannot be used; the message says why in one sentence."""
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def migrations(folder: Path = MIGRATIONS) -> list[tuple[int, Path]]:
-    """The migration files in order, numbered from 1 without gaps."""
-    found = sorted(
-        (int(match.group(1)), path)
-        for path in folder.iterdir()
-        if (match := _MIGRATION_NAME.match(path.name)) is not None
-    )
-    if [number for number, _ in found] != list(range(1, len(found) + 1)):
-        raise StoreError(f"The migrations in {folder} are not numbered 0001, 0002, ... without gaps.")
-    return found
-
-
 class Store:
-    """The job ledger. One connection; a lock keeps each transaction whole."""
+    """The job ledger."""
 
-    def __init__(self, db: aiosqlite.Connection, *, now: Callable[[], datetime] = utc_now) -> None:
-        self._db = db
+    def __init__(self, engine: Engine, *, now: Callable[[], datetime] = utc_now) -> None:
+        self._engine = engine
         self._now = now
-        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(
-        cls, path: Path | str, *, now: Callable[[], datetime] = utc_now, migrations_folder: Path = MIGRATIONS
+        cls,
+        location: Path | str,
+        *,
+        now: Callable[[], datetime] = utc_now,
+        migrations_folder: Path | None = None,
+        pool_size: int = 10,
     ) -> Store:
-        """Open (or create) the database at ``path`` and bring its schema up to date."""
-        path = Path(path)
-        files = migrations(migrations_folder)
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        try:
-            db.row_factory = aiosqlite.Row
-            await db.execute("PRAGMA busy_timeout = 5000")
-            await _refuse_newer(db, path, files)
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA foreign_keys = ON")
-            await db.execute("PRAGMA synchronous = NORMAL")
-            await _migrate(db, path, files)
-        except BaseException:
-            await db.close()
-            raise
-        return cls(db, now=now)
+        """Open the ledger (a SQLite file, or a ``postgresql://`` URL) and bring its schema up to date."""
+        engine: Engine
+        if is_postgres(location):
+            folder = migrations_folder or MIGRATIONS / "postgresql"
+            engine = await PostgresEngine.open(str(location), folder, pool_size=pool_size)
+        else:
+            engine = await SqliteEngine.open(Path(location), migrations_folder or MIGRATIONS / "sqlite")
+        return cls(engine, now=now)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may work on this ledger at the same time."""
+        return self._engine.shared
 
     async def close(self) -> None:
-        await self._db.close()
+        await self._engine.close()
+
+    async def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when another process queued or changed a job (only a wake-up call)."""
+        await self._engine.listen(callback)
 
     async def check_writable(self) -> bool:
-        """Whether the ledger can take a write right now (takes and releases the write lock)."""
+        """Whether the ledger can take a write right now."""
         try:
-            async with self._transaction():
-                pass
-        except sqlite3.Error:
+            async with self._engine.transaction() as db:
+                await db.execute("UPDATE provider_state SET provider = provider WHERE provider IS NULL")
+        except (sqlite3.Error, asyncpg.PostgresError, OSError):
             return False
         return True
 
     async def schema_version(self) -> int:
-        rows = await self._rows("PRAGMA user_version")
-        return int(rows[0][0]) if rows else 0
+        return await self._engine.schema_version()
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                yield self._db
-            except BaseException:
-                # A cancelled await may still have its BEGIN run on the connection's thread; the
-                # ROLLBACK queues behind it. If the BEGIN itself failed there is nothing to undo.
-                with contextlib.suppress(sqlite3.OperationalError):
-                    await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        return self._engine.transaction()
 
-    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        # Reads share the connection with transactions, so they wait for them: never a half-done write.
-        async with self._lock:
-            return list(await self._db.execute_fetchall(sql, params))
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await self._engine.fetch(sql, params)
 
     def _stamp(self) -> str:
         return self._now().astimezone(UTC).isoformat(timespec="microseconds")
@@ -208,11 +187,12 @@ class Store:
                 return await _fetch(db, int(existing))
             if admission is not None:
                 await _admit(db, new, admission)
-            cursor = await db.execute(
+            inserted = await db.fetch(
                 "INSERT INTO jobs (key, guild_id, channel_id, user_id, message_id, provider, operation, model,"
                 " params, media, state, created_at, updated_at, application_id, interaction_token,"
                 " token_expires_at, upload_limit, parent_id, next_check_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO NOTHING RETURNING id",
                 (
                     new.key,
                     new.guild_id,
@@ -235,8 +215,12 @@ class Store:
                     now,
                 ),
             )
-            job_id = cursor.lastrowid
-            assert job_id is not None
+            if not inserted:
+                # Another process made the job from the same intake a moment ago.
+                await _drop_intake(db, new.intake_id)
+                return await _fetch(db, int(await _scalar(db, "SELECT id FROM jobs WHERE key = ?", (new.key,))))
+            job_id = int(inserted[0][0])
+            await db.notify()
             await _add_event(db, job_id, now, None, JobState.QUEUED, "created")
             await _drop_intake(db, new.intake_id)
             return await _fetch(db, job_id)
@@ -294,7 +278,7 @@ class Store:
         columns = _checked_columns(fields)
         now = self._stamp()
         async with self._transaction() as db:
-            rows = list(await db.execute_fetchall("SELECT state, lease_owner FROM jobs WHERE id = ?", (job_id,)))
+            rows = await db.fetch_held("SELECT state, lease_owner FROM jobs WHERE id = ?", (job_id,))
             row = rows[0] if rows else None
             if row is None:
                 raise KeyError(job_id)
@@ -319,8 +303,9 @@ class Store:
                 values["delivery_next_at"] = now
             assignments = ", ".join(f"{name} = ?" for name in values)
             sql = f"UPDATE jobs SET {assignments} WHERE id = ? RETURNING *"  # noqa: S608
-            updated = list(await db.execute_fetchall(sql, (*values.values(), job_id)))
+            updated = await db.fetch(sql, (*values.values(), job_id))
             await _add_event(db, job_id, now, current, to_state, detail)
+            await db.notify()
             return Job.from_row(updated[0])
 
     async def update_jobs(self, updates: Mapping[int, Mapping[str, Any]]) -> None:
@@ -329,7 +314,8 @@ class Store:
             return
         now = self._stamp()
         grouped: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-        for job_id, fields in updates.items():
+        # Rows are always changed in id order, so that two processes' transactions never wait on each other.
+        for job_id, fields in sorted(updates.items()):
             columns = _checked_columns(fields)
             names = tuple(sorted(columns))
             grouped.setdefault(names, []).append((*(columns[name] for name in names), now, job_id))
@@ -344,7 +330,7 @@ class Store:
         async with self._transaction() as db:
             await db.executemany(
                 "UPDATE jobs SET queue_position = ?, updated_at = ? WHERE id = ? AND state = 'queued'",
-                [(position, now, job_id) for job_id, position in positions.items()],
+                [(position, now, job_id) for job_id, position in sorted(positions.items())],
             )
 
     async def mark_token_dead(self, job_id: int) -> None:
@@ -361,14 +347,14 @@ class Store:
         """Record that a finished job's end was announced; False if it already was (or is not finished)."""
         now = self._stamp()
         async with self._transaction() as db:
-            cursor = await db.execute(
+            changed = await db.execute(
                 "UPDATE jobs SET delivery = 'delivered', delivered_at = ?, updated_at = ?,"
                 " lease_owner = NULL, lease_until = NULL, delivery_next_at = NULL"
                 " WHERE id = ? AND delivery = 'pending'"
                 " AND state IN ('succeeded', 'failed', 'rejected', 'cancelled', 'timed_out')",
                 (now, now, job_id),
             )
-            if cursor.rowcount != 1:
+            if changed != 1:
                 return False
             job = await _fetch(db, job_id)
             await _add_event(db, job_id, now, job.state, job.state, "delivered")
@@ -390,11 +376,15 @@ class Store:
         per_minute: Mapping[str, int],
         limit: int,
     ) -> SubmitClaim:
-        """Move the due queued jobs the provider has room for to ``submitting``, in fair order, leased."""
-        now = self._now()
-        stamp = _column_value(now)
-        until = _column_value(now + lease)
+        """Move the due queued jobs the provider has room for to ``submitting``, in fair order, leased.
+
+        Claimers of one provider take turns (in every process), so that the caps they count hold.
+        """
         async with self._transaction() as db:
+            await db.lock(f"submits:{provider}")
+            now = self._now()
+            stamp = _column_value(now)
+            until = _column_value(now + lease)
             paused = await _scalar(db, "SELECT paused_until FROM provider_state WHERE provider = ?", (provider,))
             if paused is not None and paused > stamp:
                 return SubmitClaim([], datetime.fromisoformat(paused))
@@ -414,7 +404,7 @@ class Store:
             oldest: dict[str, str] = {}
             for operation in per_minute:
                 rows = list(
-                    await db.execute_fetchall(
+                    await db.fetch(
                         "SELECT COUNT(*), MIN(submitted_at) FROM jobs"
                         " WHERE provider = ? AND operation = ? AND submitted_at > ?",
                         (provider, operation, window_start),
@@ -423,7 +413,7 @@ class Store:
                 used[operation] = int(rows[0][0])
                 if rows[0][1] is not None:
                     oldest[operation] = rows[0][1]
-            candidates = await db.execute_fetchall(
+            candidates = await db.fetch(
                 _FAIR_ORDER + " WHERE q.next_check_at <= ? ORDER BY turn, q.queue_priority, last_sent, q.id LIMIT ?",
                 (provider, provider, window_start, stamp, free + sum(used.values()) + len(per_minute)),
             )
@@ -440,17 +430,21 @@ class Store:
                 picked.append((row["id"], row["submit_attempts"] + 1))
                 if len(picked) >= free:
                     break
+            claimed: list[int] = []
             for job_id, attempt in picked:
-                await db.execute(
+                # A cancel may have ended the job since it was read; it is then not sent.
+                if not await db.execute(
                     "UPDATE jobs SET state = 'submitting', lease_owner = ?, lease_until = ?, next_check_at = ?,"
                     " submitted_at = ?, submit_attempts = ?, queue_position = NULL, updated_at = ?"
                     " WHERE id = ? AND state = 'queued'",
                     (owner, until, until, stamp, attempt, stamp, job_id),
-                )
+                ):
+                    continue
+                claimed.append(job_id)
                 await _add_event(
                     db, job_id, stamp, JobState.QUEUED, JobState.SUBMITTING, f"sending (attempt {attempt})"
                 )
-            jobs = [await _fetch(db, job_id) for job_id, _ in picked]
+            jobs = [await _fetch(db, job_id) for job_id in claimed]
             return SubmitClaim(jobs, min(blocked) if blocked and not jobs else None)
 
     async def claim_due(
@@ -461,11 +455,12 @@ class Store:
         stamp = _column_value(now)
         until = _column_value(now + lease)
         async with self._transaction() as db:
-            rows = await db.execute_fetchall(
+            rows = await db.fetch_held(
                 "SELECT id FROM jobs WHERE provider = ? AND state = ? AND next_check_at <= ?"
                 " AND state IN ('queued', 'submitting', 'running')"
                 " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_check_at LIMIT ?",
                 (provider, state.value, _column_value(now + horizon), stamp, limit),
+                skip_locked=True,
             )
             # Until the lease runs out, the job is not due: a lost lease makes it due again by itself.
             return await _lease(db, rows, owner, until, "next_check_at = ?", (until,), order="next_check_at")
@@ -477,24 +472,49 @@ class Store:
         now = self._stamp()
         held: list[int] = []
         async with self._transaction() as db:
-            for job_id, fields in updates.items():
+            for job_id, fields in sorted(updates.items()):
                 columns = _checked_columns(fields)
                 assignments = "".join(f"{name} = ?, " for name in columns)
-                cursor = await db.execute(
+                changed = await db.execute(
                     f"UPDATE jobs SET {assignments}lease_owner = NULL, lease_until = NULL, updated_at = ?"  # noqa: S608
                     " WHERE id = ? AND lease_owner = ?",
                     (*columns.values(), now, job_id, owner),
                 )
-                if cursor.rowcount == 1:
+                if changed == 1:
                     held.append(job_id)
         return held
+
+    async def renew_leases(self, owners: Sequence[str], lease: timedelta) -> int:
+        """Extend every lease these owners still hold to ``lease`` from now; returns the jobs renewed.
+
+        A job whose lease another process took over is not touched: its owner changed.
+        """
+        if not owners:
+            return 0
+        stamp = self._now()
+        until = _column_value(stamp + lease)
+        marks = ", ".join("?" for _ in owners)
+        async with self._transaction() as db:
+            # A claimed job is next due when its lease would run out: kept in step, so that nobody sees it due.
+            renewed = await db.execute(
+                f"UPDATE jobs SET lease_until = ?, next_check_at = CASE WHEN state IN"  # noqa: S608
+                " ('queued', 'submitting', 'running') THEN ? ELSE next_check_at END"
+                f" WHERE lease_owner IN ({marks})",
+                (until, until, *owners),
+            )
+            await db.execute(
+                f"UPDATE intakes SET lease_until = ? WHERE lease_owner IN ({marks}) AND closed_at IS NULL",  # noqa: S608
+                (until, *owners),
+            )
+            return renewed
 
     async def expire_leases(self) -> int:
         """Make every lease run out now: for a ledger only this process uses, after a restart."""
         now = self._stamp()
         async with self._transaction() as db:
-            cursor = await db.execute(
-                "UPDATE jobs SET lease_until = ?, next_check_at = MIN(COALESCE(next_check_at, ?), ?)"
+            changed = await db.execute(
+                "UPDATE jobs SET lease_until = ?,"
+                " next_check_at = CASE WHEN next_check_at IS NULL OR next_check_at > ? THEN ? ELSE next_check_at END"
                 " WHERE lease_owner IS NOT NULL",
                 (now, now, now),
             )
@@ -505,7 +525,7 @@ class Store:
                 (now,),
             )
             await db.execute("UPDATE intakes SET lease_until = ? WHERE lease_owner IS NOT NULL", (now,))
-            return int(cursor.rowcount)
+            return changed
 
     async def spread_checks(self, over: timedelta) -> int:
         """Bring every running job's next poll forward into the coming ``over``, the first at once, in
@@ -513,7 +533,7 @@ class Store:
         now = self._now()
         async with self._transaction() as db:
             rows = list(
-                await db.execute_fetchall(
+                await db.fetch(
                     "SELECT id, next_check_at FROM jobs WHERE state = 'running' AND lease_owner IS NULL"
                     " ORDER BY next_check_at, id"
                 )
@@ -563,7 +583,7 @@ class Store:
             else:
                 checks.append(moment)
         delivery = await self._rows(
-            "SELECT MIN(MAX(delivery_next_at, COALESCE(lease_until, delivery_next_at))) FROM jobs"
+            "SELECT MIN(CASE WHEN lease_until > delivery_next_at THEN lease_until ELSE delivery_next_at END) FROM jobs"
             " WHERE delivery = 'pending' AND delivery_next_at IS NOT NULL"
             " AND state IN ('succeeded', 'failed', 'rejected', 'cancelled', 'timed_out')"
         )
@@ -586,30 +606,32 @@ class Store:
     async def request_cancel(self, job_id: int) -> bool:
         """Ask for a job being sent to be cancelled once its send is answered; False if it is not being sent."""
         async with self._transaction() as db:
-            cursor = await db.execute(
+            changed = await db.execute(
                 "UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ? AND state = 'submitting'",
                 (self._stamp(), job_id),
             )
-            return cursor.rowcount == 1
+            if changed == 1:
+                await db.notify()
+            return changed == 1
 
     async def expire_queued(self, created_before: datetime, reason: str) -> list[Job]:
         """End every job still queued that was created before ``created_before``."""
         now = self._stamp()
         async with self._transaction() as db:
-            rows = await db.execute_fetchall(
+            rows = await db.fetch(
                 "SELECT id FROM jobs WHERE state = 'queued' AND created_at < ?"
                 " AND state IN ('queued', 'submitting', 'running') ORDER BY id",
                 (_column_value(created_before),),
             )
             ended = []
             for row in rows:
-                cursor = await db.execute(
+                changed = await db.execute(
                     "UPDATE jobs SET state = 'timed_out', error_reason = ?, finished_at = ?, updated_at = ?,"
                     " queue_position = NULL, next_check_at = NULL, delivery_next_at = ?"
                     " WHERE id = ? AND state = 'queued'",
                     (reason, now, now, now, row["id"]),
                 )
-                if cursor.rowcount == 1:
+                if changed == 1:
                     await _add_event(db, row["id"], now, JobState.QUEUED, JobState.TIMED_OUT, reason)
                     ended.append(await _fetch(db, row["id"]))
             return ended
@@ -622,11 +644,12 @@ class Store:
         stamp = _column_value(now)
         until = _column_value(now + lease)
         async with self._transaction() as db:
-            rows = await db.execute_fetchall(
+            rows = await db.fetch_held(
                 "SELECT id FROM jobs WHERE delivery = 'pending' AND delivery_next_at <= ?"
                 " AND state IN ('succeeded', 'failed', 'rejected', 'cancelled', 'timed_out')"
                 " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY delivery_next_at LIMIT ?",
                 (stamp, stamp, limit),
+                skip_locked=True,
             )
             return await _lease(
                 db, rows, owner, until, "delivery_attempts = delivery_attempts + 1", (), order="delivery_next_at"
@@ -645,12 +668,12 @@ class Store:
         """An announcement attempt failed: try again at ``retry_at``, or never (None), recorded as an event."""
         now = self._stamp()
         async with self._transaction() as db:
-            cursor = await db.execute(
+            changed = await db.execute(
                 "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, delivery_next_at = ?, updated_at = ?"
                 " WHERE id = ? AND lease_owner = ? AND delivery = 'pending'",
                 (_column_value(retry_at), now, job_id, owner),
             )
-            if cursor.rowcount == 1:
+            if changed == 1:
                 state = JobState((await _fetch(db, job_id)).state)
                 await _add_event(db, job_id, now, state, state, detail)
 
@@ -727,11 +750,12 @@ class Store:
         now = self._now()
         stamp = _column_value(now)
         async with self._transaction() as db:
-            rows = await db.execute_fetchall(
+            rows = await db.fetch_held(
                 "SELECT interaction_id FROM intakes WHERE closed_at IS NULL"
-                " AND (lease_until IS NULL OR lease_until <= ?) AND (? IS NULL OR lease_owner IS NOT ?)"
+                " AND (lease_until IS NULL OR lease_until <= ?) AND (lease_owner IS NULL OR lease_owner <> ?)"
                 " ORDER BY created_at LIMIT ?",
-                (stamp, alive, alive, limit),
+                (stamp, alive or "", limit),
+                skip_locked=True,
             )
             ids = [row["interaction_id"] for row in rows]
             if not ids:
@@ -741,7 +765,7 @@ class Store:
                 f"UPDATE intakes SET lease_owner = ?, lease_until = ? WHERE interaction_id IN ({marks})",  # noqa: S608
                 (owner, _column_value(now + lease), *ids),
             )
-            claimed = await db.execute_fetchall(
+            claimed = await db.fetch(
                 f"SELECT * FROM intakes WHERE interaction_id IN ({marks}) ORDER BY created_at",  # noqa: S608
                 ids,
             )
@@ -752,11 +776,11 @@ class Store:
     async def prune(self, *, tokens_before: datetime, jobs_before: datetime | None) -> Pruned:
         """Forget expired interaction tokens, and finished jobs (with their events) older than the cutoff."""
         async with self._transaction() as db:
-            cursor = await db.execute(
+            changed = await db.execute(
                 "UPDATE jobs SET interaction_token = NULL WHERE interaction_token IS NOT NULL AND token_expires_at < ?",
                 (_column_value(tokens_before),),
             )
-            tokens = int(cursor.rowcount)
+            tokens = changed
             await db.execute(
                 "UPDATE intakes SET interaction_token = NULL WHERE interaction_token IS NOT NULL"
                 " AND token_expires_at < ?",
@@ -768,10 +792,10 @@ class Store:
                 await db.execute("DELETE FROM intakes WHERE closed_at < ?", (cutoff,))
                 old = "SELECT id FROM jobs WHERE finished_at < ? AND delivery = 'delivered'"
                 await db.execute(f"UPDATE jobs SET parent_id = NULL WHERE parent_id IN ({old})", (cutoff,))  # noqa: S608
-                cursor = await db.execute("DELETE FROM job_events WHERE at < ?", (cutoff,))
-                events = int(cursor.rowcount)
-                cursor = await db.execute(f"DELETE FROM jobs WHERE id IN ({old})", (cutoff,))  # noqa: S608
-                jobs = int(cursor.rowcount)
+                changed = await db.execute("DELETE FROM job_events WHERE at < ?", (cutoff,))
+                events = changed
+                changed = await db.execute(f"DELETE FROM jobs WHERE id IN ({old})", (cutoff,))  # noqa: S608
+                jobs = changed
             return Pruned(tokens=tokens, jobs=jobs, events=events)
 
     async def events(self, job_id: int) -> list[JobEvent]:
@@ -827,18 +851,21 @@ class Store:
         Jobs that failed, were refused by moderation, or were cancelled before the provider started
         them are given back and do not count.
         """
-        async with self._lock:
-            return await _usage(self._db, user_id=user_id, guild_id=guild_id, since=_column_value(since))
+        async with self._transaction() as db:
+            return await _usage(db, user_id=user_id, guild_id=guild_id, since=_column_value(since))
 
     async def median_run_seconds(self, provider: str, model: str | None, *, recent: int = 50) -> float | None:
         """The median time from acceptance to success of the recent jobs of a provider and model."""
         rows = await self._rows(
-            "SELECT (julianday(finished_at) - julianday(accepted_at)) * 86400.0 AS seconds FROM jobs"
-            " WHERE state = 'succeeded' AND provider = ? AND model IS ? AND accepted_at IS NOT NULL"
+            "SELECT accepted_at, finished_at FROM jobs"
+            " WHERE state = 'succeeded' AND provider = ? AND model IS NOT DISTINCT FROM ? AND accepted_at IS NOT NULL"
             " ORDER BY finished_at DESC LIMIT ?",
             (provider, model, recent),
         )
-        values = sorted(float(row["seconds"]) for row in rows)
+        values = sorted(
+            (datetime.fromisoformat(row["finished_at"]) - datetime.fromisoformat(row["accepted_at"])).total_seconds()
+            for row in rows
+        )
         if not values:
             return None
         middle = len(values) // 2
@@ -854,14 +881,15 @@ _FAIR_ORDER = (
     " FROM (SELECT id, user_id, operation, submit_attempts, queue_position, queue_priority, next_check_at,"
     "   ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY queue_priority, id) AS nth"
     "   FROM jobs WHERE provider = ? AND state = 'queued') AS q"
-    " LEFT JOIN (SELECT user_id, SUM(state IN ('submitting', 'running')) AS busy, MAX(submitted_at) AS last_sent"
+    " LEFT JOIN (SELECT user_id, SUM(CASE WHEN state IN ('submitting', 'running') THEN 1 ELSE 0 END) AS busy,"
+    "   MAX(submitted_at) AS last_sent"
     "   FROM jobs WHERE provider = ? AND (state IN ('submitting', 'running') OR submitted_at > ?)"
     "   GROUP BY user_id) AS b ON b.user_id = q.user_id"
 )
 
 
-async def _scalar(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> Any:
-    rows = list(await db.execute_fetchall(sql, params))
+async def _scalar(db: Transaction, sql: str, params: Sequence[Any]) -> Any:
+    rows = list(await db.fetch(sql, params))
     return rows[0][0] if rows else None
 
 
@@ -876,20 +904,24 @@ _USAGE = (
 )
 
 
-async def _jobs_by_ids(db: aiosqlite.Connection, ids: Sequence[int], *, order: str) -> list[Job]:
+async def _jobs_by_ids(db: Transaction, ids: Sequence[int], *, order: str) -> list[Job]:
     marks = ", ".join("?" for _ in ids)
     sql = f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY {order}, id"  # noqa: S608
-    return [Job.from_row(row) for row in await db.execute_fetchall(sql, ids)]
+    return [Job.from_row(row) for row in await db.fetch(sql, ids)]
 
 
-async def _usage(db: aiosqlite.Connection, *, user_id: int, guild_id: int | None, since: str) -> Usage:
+async def _usage(db: Transaction, *, user_id: int, guild_id: int | None, since: str) -> Usage:
     guild = guild_id if guild_id is not None else -1
-    rows = list(await db.execute_fetchall(_USAGE, (user_id, user_id, since, guild, since)))
+    rows = list(await db.fetch(_USAGE, (user_id, user_id, since, guild, since)))
     active, mine, server = (int(value) for value in rows[0])
     return Usage(active=active, user_today=mine, guild_today=server)
 
 
-async def _admit(db: aiosqlite.Connection, new: NewJob, admission: Admission) -> None:
+async def _admit(db: Transaction, new: NewJob, admission: Admission) -> None:
+    # Counting and creating are one step for each member and server, in whichever process asks.
+    await db.lock(f"admit:user:{new.user_id}")
+    if new.guild_id is not None:
+        await db.lock(f"admit:guild:{new.guild_id}")
     usage = await _usage(db, user_id=new.user_id, guild_id=new.guild_id, since=_column_value(admission.day_start))
     if admission.active_per_user and usage.active >= admission.active_per_user:
         raise LimitReached("active", usage)
@@ -914,16 +946,16 @@ def _column_value(value: Any) -> Any:
     return value
 
 
-async def _fetch(db: aiosqlite.Connection, job_id: int) -> Job:
-    rows = list(await db.execute_fetchall("SELECT * FROM jobs WHERE id = ?", (job_id,)))
+async def _fetch(db: Transaction, job_id: int) -> Job:
+    rows = list(await db.fetch("SELECT * FROM jobs WHERE id = ?", (job_id,)))
     row = rows[0] if rows else None
     assert row is not None
     return Job.from_row(row)
 
 
 async def _lease(
-    db: aiosqlite.Connection,
-    rows: Iterable[aiosqlite.Row],
+    db: Transaction,
+    rows: Iterable[Any],
     owner: str,
     until: str,
     also: str,
@@ -943,49 +975,15 @@ async def _lease(
     return await _jobs_by_ids(db, ids, order=order)
 
 
-async def _drop_intake(db: aiosqlite.Connection, interaction_id: int | None) -> None:
+async def _drop_intake(db: Transaction, interaction_id: int | None) -> None:
     if interaction_id is not None:
         await db.execute("DELETE FROM intakes WHERE interaction_id = ?", (interaction_id,))
 
 
 async def _add_event(
-    db: aiosqlite.Connection, job_id: int, at: str, from_state: JobState | None, to_state: JobState, detail: str
+    db: Transaction, job_id: int, at: str, from_state: JobState | None, to_state: JobState, detail: str
 ) -> None:
     await db.execute(
         "INSERT INTO job_events (job_id, at, from_state, to_state, detail) VALUES (?, ?, ?, ?, ?)",
         (job_id, at, from_state.value if from_state else None, to_state.value, detail),
     )
-
-
-async def _user_version(db: aiosqlite.Connection) -> int:
-    async with db.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
-    return int(row[0]) if row else 0
-
-
-async def _refuse_newer(db: aiosqlite.Connection, path: Path, files: list[tuple[int, Path]]) -> None:
-    current = await _user_version(db)
-    latest = files[-1][0] if files else 0
-    if current > latest:
-        raise StoreError(
-            f"The database {path} was written by a newer version of the bot (schema {current}, this one knows "
-            f"up to {latest}); run the newer version or point DATABASE_URL at another file."
-        )
-
-
-async def _migrate(db: aiosqlite.Connection, path: Path, files: list[tuple[int, Path]]) -> None:
-    current = await _user_version(db)
-    pending = [(number, file) for number, file in files if number > current]
-    if not pending:
-        return
-    script = "".join(file.read_text(encoding="utf-8") + "\n" for _, file in pending)
-    try:
-        await db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {pending[-1][0]};\nCOMMIT;")
-    except sqlite3.Error as exc:
-        if db.in_transaction:
-            await db.execute("ROLLBACK")
-        names = ", ".join(file.name for _, file in pending)
-        raise StoreError(
-            f"Updating the database {path} failed in {names} ({exc}); nothing was changed, so fix the migration "
-            "or restore the previous version of the bot."
-        ) from exc

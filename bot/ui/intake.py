@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 #: Discord's interaction token lives 15 minutes from the interaction.
 TOKEN_LIFETIME = timedelta(minutes=15)
 #: How long a handler holds its intake; a record held longer is taken to be orphaned.
-INTAKE_LEASE = timedelta(minutes=5)
+INTAKE_LEASE = timedelta(seconds=30)
 #: How often records nobody holds are looked for (after a start, at once).
 RECOVERY_SECONDS = 60.0
 #: On a stop, handlers still making their job get this long to finish; the rest wait for the next start.
@@ -87,8 +87,10 @@ class IntakeDesk:
         presenter: Presenter,
         *,
         now: Callable[[], datetime],
+        lease: timedelta = INTAKE_LEASE,
     ) -> None:
         self.store = store
+        self.lease = lease
         self.jobs = jobs
         self.inputs = inputs
         self.presenter = presenter
@@ -96,6 +98,8 @@ class IntakeDesk:
         process = secrets.token_hex(4)
         self.owner = f"intake:{process}"
         self._recovery = f"intake-recovery:{process}"
+        #: The names on the leases this desk takes, for the lease keeper.
+        self.owners = (self.owner, self._recovery)
         self._stopping = False
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
@@ -137,7 +141,7 @@ class IntakeDesk:
             attachment_size=attachment.size if attachment else None,
             created_at=self._now(),
         )
-        await self.store.record_intake(intake, owner=self.owner, lease=INTAKE_LEASE)
+        await self.store.record_intake(intake, owner=self.owner, lease=self.lease)
         return intake
 
     @contextlib.asynccontextmanager
@@ -202,7 +206,7 @@ class IntakeDesk:
         """Finish every intake nobody holds; returns how many were looked at."""
         seen = 0
         while not self._stopping:
-            claimed = await self.store.claim_intakes(owner=self._recovery, lease=INTAKE_LEASE, alive=self.owner)
+            claimed = await self.store.claim_intakes(owner=self._recovery, lease=self.lease, alive=self.owner)
             if not claimed:
                 return seen
             for intake in claimed:

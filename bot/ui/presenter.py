@@ -44,7 +44,7 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MAX_FINISHING = 4
 MAX_DOWNLOADS = 2
 #: How long a claim on an announcement holds, and how often the ledger is asked for due ones.
-DELIVERY_LEASE = timedelta(minutes=5)
+DELIVERY_LEASE = timedelta(seconds=30)
 DELIVERY_CHECK_SECONDS = 2.0
 #: Failed announcements are tried again after these waits, then given up with a log line and an event.
 ANNOUNCE_RETRY_SECONDS = (2.0, 15.0, 60.0, 300.0)
@@ -114,7 +114,9 @@ class Presenter:
         budget: ChannelBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        lease: timedelta = DELIVERY_LEASE,
     ) -> None:
+        self.lease = lease
         self._client: discord.Client | None = None
         self.store = store
         self.inputs = inputs
@@ -283,7 +285,7 @@ class Presenter:
             return
         self._next_delivery_check = self._clock() + DELIVERY_CHECK_SECONDS
         jobs = await self.store.claim_deliveries(
-            owner=self.owner, lease=DELIVERY_LEASE, limit=MAX_FINISHING - self._finishing
+            owner=self.owner, lease=self.lease, limit=MAX_FINISHING - self._finishing
         )
         for job in jobs:
             self._finishing += 1
