@@ -7,16 +7,17 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import aiohttp
 import discord
 
 from bot.check import render, run_checks
 from bot.compose import assemble
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, ledger_location, load_settings
 from bot.health import probe_url
 from bot.logs import setup_logging
-from bot.store import StoreError
+from bot.store import Store, StoreError
 
 log = logging.getLogger("bot")
 
@@ -30,17 +31,55 @@ async def run(settings: Settings) -> None:
         await bot.start(settings.discord_token.get_secret_value())
 
 
+def migrate_ledger(source_url: str, target_url: str) -> int:
+    """Copy every job, event, setting and intake of one ledger into a new, empty one; prints what moved."""
+    try:
+        source, target = (ledger_location(url) for url in (source_url, target_url))
+        if isinstance(source, Path) and not source.exists():
+            raise StoreError(f"There is no ledger at {source}; give the path of the existing SQLite file.")
+        copied = asyncio.run(copy_ledger(source, target))
+    except (ValueError, StoreError) as exc:
+        print(f"The ledger was not copied: {exc}", file=sys.stderr)
+        return 2
+    print(", ".join(f"{count} {table}" for table, count in copied.items()) + " copied.")
+    print("Point DATABASE_URL at the new ledger, and INPUTS_DIR at the old inputs folder, before starting the bot.")
+    return 0
+
+
+async def copy_ledger(source: Path | str, target: Path | str) -> dict[str, int]:
+    old = await Store.open(source)
+    try:
+        new = await Store.open(target)
+        try:
+            return await old.copy_into(new)
+        finally:
+            await new.close()
+    finally:
+        await old.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Run the image-to-video Discord bot.")
     parser.add_argument(
         "command",
         nargs="?",
         default="run",
-        choices=("run", "check", "health"),
+        choices=("run", "check", "health", "migrate-ledger"),
         help="run the bot (default); check the configuration and every credential; "
-        "health: ask the running bot's /healthz (exit 0 when healthy)",
+        "health: ask the running bot's /healthz (exit 0 when healthy); "
+        "migrate-ledger FROM TO: copy a ledger (sqlite:///… or postgresql://…) into a new, empty one",
     )
-    command = parser.parse_args(argv).command
+    parser.add_argument(
+        "urls", nargs="*", metavar="URL", help="for migrate-ledger: the ledger to copy, then the new one"
+    )
+    arguments = parser.parse_args(argv)
+    command = arguments.command
+    if command == "migrate-ledger":
+        if len(arguments.urls) != 2:
+            parser.error("migrate-ledger needs two database URLs: the ledger to copy, then the new one")
+        return migrate_ledger(*arguments.urls)
+    if arguments.urls:
+        parser.error(f"{command} takes no URLs")
     try:
         settings = load_settings()
     except ConfigError as exc:

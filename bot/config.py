@@ -157,12 +157,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: SecretStr) -> SecretStr:
-        url = value.get_secret_value()
-        if url.startswith(POSTGRES_PREFIXES):
-            if not url.split("://", 1)[1].split("/")[0]:
-                raise ValueError("no PostgreSQL host")
-        elif not url.startswith(SQLITE_PREFIX) or len(url) == len(SQLITE_PREFIX):
-            raise ValueError("not a sqlite or postgresql URL")
+        ledger_location(value.get_secret_value())
         return value
 
     @field_validator("log_level")
@@ -180,8 +175,7 @@ class Settings(BaseSettings):
     @property
     def ledger_location(self) -> Path | str:
         """The SQLite file, or the PostgreSQL URL, the DATABASE_URL names."""
-        url = self.database_url.get_secret_value()
-        return url if self.uses_postgres else Path(url.removeprefix(SQLITE_PREFIX))
+        return ledger_location(self.database_url.get_secret_value())
 
     @property
     def inputs_folder(self) -> Path:
@@ -190,6 +184,20 @@ class Settings(BaseSettings):
             return self.inputs_dir
         location = self.ledger_location
         return (location.parent if isinstance(location, Path) else Path("data")) / "inputs"
+
+
+def ledger_location(url: str) -> Path | str:
+    """The SQLite file, or the PostgreSQL URL, a database URL names; ValueError in one sentence otherwise."""
+    if url.startswith(POSTGRES_PREFIXES):
+        if not url.split("://", 1)[1].split("/")[0]:
+            raise ValueError("a postgresql:// URL needs a host, as in postgresql://bot:password@db:5432/bot")
+        return url
+    if url.startswith(SQLITE_PREFIX) and len(url) > len(SQLITE_PREFIX):
+        return Path(url.removeprefix(SQLITE_PREFIX))
+    raise ValueError(
+        "a database URL starts with sqlite:/// (then a path) or postgresql:// (then a server), not "
+        f"{url.split('://', 1)[0] if '://' in url else 'a bare path'}"
+    )
 
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:

@@ -173,3 +173,22 @@ async def harness(request: pytest.FixtureRequest, session: aiohttp.ClientSession
                 {"prompt": "a wave"},
                 lambda **kw: vidu_client(session, vd, **kw),
             )
+
+
+# TEMPORARY until tests/postgres.py lands: a fresh database on a server the developer started.
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    import os
+    import secrets
+
+    import asyncpg
+
+    server = os.environ.get("TEST_POSTGRES_URL")
+    if not server:
+        pytest.skip("TEST_POSTGRES_URL is not set")
+    name = f"t_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(server)
+    await admin.execute(f"CREATE DATABASE {name}")
+    yield server.rsplit("/", 1)[0] + "/" + name
+    await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    await admin.close()

@@ -378,22 +378,3 @@ async def test_a_job_queued_in_one_process_wakes_the_others(postgres_url: str) -
     finally:
         await writer.close()
         await listener.close()
-
-
-# TEMPORARY until tests/postgres.py lands: a fresh database on the developer's server.
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    import os
-    import secrets
-
-    import asyncpg
-
-    server = os.environ.get("TEST_POSTGRES_URL")
-    if not server:
-        pytest.skip("TEST_POSTGRES_URL is not set")
-    name = f"t_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f"CREATE DATABASE {name}")
-    yield server.rsplit("/", 1)[0] + "/" + name
-    await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    await admin.close()

@@ -1060,22 +1060,3 @@ async def test_a_queue_position_is_written_only_to_a_job_still_queued(store: Sto
 
     assert (await store.get_job(waiting.id)).queue_position == 1  # type: ignore[union-attr]
     assert (await store.get_job(claimed.id)).queue_position is None  # type: ignore[union-attr]
-
-
-# TEMPORARY until tests/postgres.py lands: a fresh database on the developer's server.
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    import os
-    import secrets
-
-    import asyncpg
-
-    server = os.environ.get("TEST_POSTGRES_URL")
-    if not server:
-        pytest.skip("TEST_POSTGRES_URL is not set")
-    name = f"t_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f"CREATE DATABASE {name}")
-    yield server.rsplit("/", 1)[0] + "/" + name
-    await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    await admin.close()

@@ -811,6 +811,37 @@ class Store:
             for row in rows
         ]
 
+    # Moving a ledger.
+
+    async def copy_into(self, target: Store) -> dict[str, int]:
+        """Copy every row of this ledger into ``target``, an empty ledger in another database, ids kept.
+
+        Returns the rows copied per table. Nothing is written when the target already holds jobs.
+        """
+        async with target._transaction() as out:
+            if await _scalar(out, "SELECT COUNT(*) FROM jobs", ()):
+                raise StoreError("The target ledger already holds jobs; copy into a new, empty database.")
+            copied: dict[str, int] = {}
+            for table in _TABLES:
+                rows = await self._rows(f"SELECT * FROM {table}")  # noqa: S608 - a fixed table name
+                copied[table] = len(rows)
+                if not rows:
+                    continue
+                names = list(rows[0].keys())
+                marks = ", ".join("?" for _ in names)
+                await out.executemany(
+                    f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})",  # noqa: S608
+                    [tuple(row[name] for name in names) for row in rows],
+                )
+            if target.shared:
+                for table in ("jobs", "job_events"):
+                    # Ids were copied as they were: the next new row takes the number after the highest.
+                    await out.fetch(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"  # noqa: S608
+                        f" (SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false)"
+                    )
+            return copied
+
     # Server settings and usage.
 
     async def guild_settings(self, guild_id: int) -> GuildSettings:
@@ -871,6 +902,9 @@ class Store:
         middle = len(values) // 2
         return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
+
+#: Every table of the ledger, each after the tables it refers to.
+_TABLES = ("guild_settings", "provider_state", "jobs", "job_events", "intakes")
 
 #: The fair order of a provider's queue: a member's n-th queued job takes turn n, plus one for each of
 #: their jobs already out at the provider; ties go to whoever was sent a job least recently, then to the

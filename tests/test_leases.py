@@ -1,0 +1,65 @@
+"""The lease keeper: a live process's claims stay its own; a stopped keeper lets them run out."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.jobs.leases import LeaseKeeper
+from bot.store import JobState, NewJob, Store
+
+LEASE = timedelta(seconds=0.6)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    return tmp_path / "bot.db"
+
+
+def new_job(user_id: int) -> NewJob:
+    return NewJob(
+        channel_id=1,
+        user_id=user_id,
+        provider="vidu",
+        operation="image_to_video",
+        params={},
+        media={"file": "x.png", "kind": "image"},
+    )
+
+
+async def test_the_keeper_renews_the_leases_of_its_owners_only(ledger: Path | str) -> None:
+    store = await Store.open(ledger)
+    keeper = LeaseKeeper(store, ["mine", "mine-too"], LEASE)
+    try:
+        ids = [(await store.create_job(new_job(user))).id for user in range(3)]
+        for job_id, owner in zip(ids, ["mine", "mine-too", "theirs"], strict=True):
+            claim = await store.claim_submits(
+                "vidu", owner=owner, lease=LEASE, max_running=None, per_minute={}, limit=1
+            )
+            assert [job.id for job in claim.jobs] == [job_id]
+        taken = {job.id: job.lease_until for job in await store.get_jobs(ids)}
+
+        await keeper.start()
+
+        async def renewed_twice() -> None:
+            while True:
+                jobs = await store.get_jobs(ids[:2])
+                if all(job.lease_until and job.lease_until >= taken[job.id] + LEASE * 2 for job in jobs):
+                    return
+                await asyncio.sleep(0.05)
+
+        async with asyncio.timeout(30):
+            await renewed_twice()
+        mine, mine_too, theirs = await store.get_jobs(ids)
+        assert theirs.lease_until == taken[theirs.id]
+        # A claimed send is due when its lease would run out, so nobody sees it due while it is renewed.
+        assert mine.next_check_at == mine.lease_until
+        assert mine_too.state is JobState.SUBMITTING
+    finally:
+        await keeper.stop()
+        await store.close()
