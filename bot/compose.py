@@ -76,7 +76,13 @@ async def assemble(
             lease=lease,
         )
         intakes = IntakeDesk(store, jobs, inputs, presenter, now=now, lease=lease)
-        leases = LeaseKeeper(store, [scheduler.owner, presenter.owner, *intakes.owners], lease)
+        leases = LeaseKeeper(
+            store,
+            [scheduler.owner, presenter.owner, *intakes.owners],
+            lease,
+            process=scheduler.owner,
+            on_count=presenter.budget.share,
+        )
         await leases.start()
         stack.push_async_callback(leases.stop)
         async with AnimateBot(

@@ -252,3 +252,17 @@ async def test_acquire_waits_out_even_a_short_remainder_of_the_window() -> None:
     clock.now += 0.5
     await asyncio.wait_for(second, timeout=5)
     assert budget.wait_time(1, old=False) == 0.5
+
+
+@pytest.mark.parametrize(("processes", "new_allowance", "old_allowance"), [(1, 4, 2), (2, 2, 1), (4, 1, 1)])
+def test_processes_sharing_the_token_split_each_channels_allowance(
+    processes: int, new_allowance: int, old_allowance: int
+) -> None:
+    clock = HandClock()
+    budget = ChannelBudget(per_window=4, window=5.0, old_per_window=2, old_window=6.0, clock=clock)
+    budget.share(processes)
+    for old, allowance in ((False, new_allowance), (True, old_allowance)):
+        for _ in range(allowance):
+            assert budget.wait_time(7, old=old) == 0.0
+            budget.take(7, old=old)
+        assert budget.wait_time(7, old=old) > 0

@@ -34,7 +34,8 @@ def new_job(user_id: int) -> NewJob:
 
 async def test_the_keeper_renews_the_leases_of_its_owners_only(ledger: Path | str) -> None:
     store = await Store.open(ledger)
-    keeper = LeaseKeeper(store, ["mine", "mine-too"], LEASE)
+    counts: list[int] = []
+    keeper = LeaseKeeper(store, ["mine", "mine-too"], LEASE, process="this", on_count=counts.append)
     try:
         ids = [(await store.create_job(new_job(user))).id for user in range(3)]
         for job_id, owner in zip(ids, ["mine", "mine-too", "theirs"], strict=True):
@@ -60,6 +61,8 @@ async def test_the_keeper_renews_the_leases_of_its_owners_only(ledger: Path | st
         # A claimed send is due when its lease would run out, so nobody sees it due while it is renewed.
         assert mine.next_check_at == mine.lease_until
         assert mine_too.state is JobState.SUBMITTING
+        assert counts[0] == 1
+        assert set(counts) == {1}
     finally:
         await keeper.stop()
         await store.close()

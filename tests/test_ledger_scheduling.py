@@ -378,3 +378,17 @@ async def test_a_job_queued_in_one_process_wakes_the_others(postgres_url: str) -
     finally:
         await writer.close()
         await listener.close()
+
+
+async def test_processes_are_counted_while_they_beat(store: Store, processes: list[Store], clock: Clock) -> None:
+    beat = timedelta(seconds=30)
+    assert await processes[0].heartbeat("a", alive_within=beat) == 1
+    assert await processes[1].heartbeat("b", alive_within=beat) == 2
+    clock.advance(seconds=20)
+    assert await processes[0].heartbeat("a", alive_within=beat) == 2
+    clock.advance(seconds=15)
+    # b has not been seen for 35 s: it died, or stopped without a word.
+    assert await processes[0].heartbeat("a", alive_within=beat) == 1
+    await processes[1].heartbeat("b", alive_within=beat)
+    await processes[1].forget_process("b")
+    assert await processes[0].heartbeat("a", alive_within=beat) == 1

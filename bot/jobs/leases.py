@@ -1,4 +1,5 @@
-"""Keeps this process's leases alive while it runs, so that only a dead process's work is taken over."""
+"""Keeps this process's leases alive while it runs, so that only a dead process's work is taken over,
+and counts the processes sharing the ledger (each renewal is also this process's heartbeat)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from bot.store import Store
@@ -17,13 +18,25 @@ log = logging.getLogger(__name__)
 class LeaseKeeper:
     """Renews every lease held under ``owners`` three times per lease period, until stopped."""
 
-    def __init__(self, store: Store, owners: Sequence[str], lease: timedelta) -> None:
+    def __init__(
+        self,
+        store: Store,
+        owners: Sequence[str],
+        lease: timedelta,
+        *,
+        process: str | None = None,
+        on_count: Callable[[int], None] = lambda count: None,
+    ) -> None:
         self.store = store
         self.owners = tuple(owners)
         self.lease = lease
+        self.process = process or self.owners[0]
+        #: Told how many processes share the ledger (this one included) after every renewal.
+        self.on_count = on_count
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        await self.renew()
         self._task = asyncio.create_task(self._run(), name="lease keeper")
 
     async def stop(self) -> None:
@@ -32,9 +45,13 @@ class LeaseKeeper:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        with contextlib.suppress(Exception):
+            await self.store.forget_process(self.process)
 
     async def renew(self) -> int:
-        return await self.store.renew_leases(self.owners, self.lease)
+        renewed = await self.store.renew_leases(self.owners, self.lease)
+        self.on_count(await self.store.heartbeat(self.process, alive_within=self.lease))
+        return renewed
 
     async def _run(self) -> None:
         while True:

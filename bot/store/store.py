@@ -508,6 +508,26 @@ class Store:
             )
             return renewed
 
+    async def heartbeat(self, process: str, *, alive_within: timedelta) -> int:
+        """Record that ``process`` is alive now; returns how many processes were seen within ``alive_within``."""
+        now = self._now()
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO processes (name, seen_at) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at",
+                (process, _column_value(now)),
+            )
+            await db.execute("DELETE FROM processes WHERE seen_at < ?", (_column_value(now - alive_within * 10),))
+            alive = await _scalar(
+                db, "SELECT COUNT(*) FROM processes WHERE seen_at >= ?", (_column_value(now - alive_within),)
+            )
+            return int(alive)
+
+    async def forget_process(self, process: str) -> None:
+        """A process that stops cleanly stops counting at once."""
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM processes WHERE name = ?", (process,))
+
     async def expire_leases(self) -> int:
         """Make every lease run out now: for a ledger only this process uses, after a restart."""
         now = self._stamp()

@@ -70,11 +70,17 @@ class ChannelBudget:
     old_per_window: int = 2
     old_window: float = 6.0
     clock: Callable[[], float] = time.monotonic
+    #: Processes sharing the bot token: each keeps its own share of every channel's allowance.
+    processes: int = 1
     _sent: dict[tuple[int, bool], deque[float]] = field(default_factory=dict)
+
+    def share(self, processes: int) -> None:
+        self.processes = max(1, processes)
 
     def wait_time(self, channel_id: int, *, old: bool) -> float:
         """Seconds until one more request to the channel fits; 0 when it fits now."""
         limit, window = (self.old_per_window, self.old_window) if old else (self.per_window, self.window)
+        limit = max(1, limit // self.processes)
         sent = self._sent.setdefault((channel_id, old), deque())
         now = self.clock()
         while sent and sent[0] <= now - window:
