@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.store import JobEvent, JobState
+from bot.store import JobEvent, JobState, Store
 from bot.ui.presenter import ChannelBudget
 from tests.conftest import image_bytes
 from tests.discord_world import REQUIRED, World, announcements, world
@@ -266,3 +266,28 @@ def test_processes_sharing_the_token_split_each_channels_allowance(
             assert budget.wait_time(7, old=old) == 0.0
             budget.take(7, old=old)
         assert budget.wait_time(7, old=old) > 0
+
+
+@pytest.mark.world(run_seconds=60)
+async def test_a_snapshot_older_than_another_process_ending_the_job_never_redraws_its_card(world: World) -> None:
+    async with world.running() as bot:
+        interaction = await world.animate("vidu")
+        job = await world.job_for(interaction)
+        running = await world.reaches(job.id, lambda seen: seen.state is JobState.RUNNING and seen.task_id is not None)
+        # Another process ends the job through its own connection to the ledger, and announces it...
+        other = await Store.open(world.tmp / "data" / "bot.db")
+        try:
+            await other.transition(job.id, JobState.CANCELLED, error_reason="Cancelled by its owner.")
+        finally:
+            await other.close()
+        await world.finished(job.id)
+        assert job.message_id is not None
+        card = world.discord.message(job.message_id)
+        assert card is not None
+        final = list(card.embeds)
+        # ...while this process still holds the running state it polled a moment before.
+        await bot.presenter.on_job(running)
+        async with asyncio.timeout(15):
+            while job.id in bot.presenter._dirty or bot.presenter._cards[job.id].busy:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert card.embeds == final

@@ -274,6 +274,12 @@ class Presenter:
 
     async def _refresh(self, job: Job, card: _Card) -> None:
         try:
+            # The snapshot may be older than a change another process made: draw what the ledger says now.
+            # A job that ended is drawn by its announcement, not here.
+            latest = await self.store.get_job(job.id)
+            if latest is None or latest.state.finished:
+                return
+            job = latest
             eta = await self._estimate(job)
             sign = cards.signature(job, eta)
             if sign == card.signature:
