@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -19,6 +21,7 @@ from providers.http import RetryPolicy
 from providers.pixverse import PixVerse
 from providers.vidu import Vidu
 from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu
+from tests.postgres import NoPostgres, PostgresServer
 
 P = TypeVar("P", bound=VideoProvider)
 HIDREAM_KEY = "hd-test-key-0123456789"
@@ -175,20 +178,35 @@ async def harness(request: pytest.FixtureRequest, session: aiohttp.ClientSession
             )
 
 
-# TEMPORARY until tests/postgres.py lands: a fresh database on a server the developer started.
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the whole run, started only if a test asks for it.
+
+    Without one, the PostgreSQL tests are skipped on a developer's machine and fail under CI.
+    """
+    try:
+        server = PostgresServer.start()
+    except NoPostgres as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs PostgreSQL: {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    import os
-    import secrets
+async def postgres_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
+    """A new, empty database on the test server, dropped after the test."""
+    url = await postgres_server.create_database()
+    yield url
+    await postgres_server.drop_database(url)
 
-    import asyncpg
 
-    server = os.environ.get("TEST_POSTGRES_URL")
-    if not server:
-        pytest.skip("TEST_POSTGRES_URL is not set")
-    name = f"t_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f"CREATE DATABASE {name}")
-    yield server.rsplit("/", 1)[0] + "/" + name
-    await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    await admin.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a test's ledger lives: a SQLite file, then a fresh database on the test PostgreSQL server."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    return tmp_path / "data" / "jobs.db"

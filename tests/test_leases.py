@@ -6,19 +6,10 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from bot.jobs.leases import LeaseKeeper
 from bot.store import JobState, NewJob, Store
 
 LEASE = timedelta(seconds=0.6)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("postgres_url"))
-    return tmp_path / "bot.db"
 
 
 def new_job(user_id: int) -> NewJob:

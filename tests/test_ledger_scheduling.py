@@ -35,13 +35,6 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("postgres_url"))
-    return tmp_path / "bot.db"
-
-
 @pytest.fixture
 async def store(ledger: Path | str, clock: Clock) -> AsyncIterator[Store]:
     opened = await Store.open(ledger, now=clock)

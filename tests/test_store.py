@@ -127,14 +127,6 @@ async def open_store(clock: Clock) -> AsyncIterator[Opener]:
         await store.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger(request: pytest.FixtureRequest, db_path: Path) -> Path | str:
-    """Where the ledger of a test lives: a SQLite file, or a fresh database on the test PostgreSQL server."""
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("postgres_url"))
-    return db_path
-
-
 @pytest.fixture
 async def store(open_store: Opener, ledger: Path | str) -> Store:
     return await open_store(ledger)
