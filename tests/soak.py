@@ -27,6 +27,7 @@ from typing import IO, Any
 from tests.conftest import image_bytes
 from tests.fake_discord import FakeDiscord, FakeMessage, FakeUser, InteractionRecord
 from tests.fakes import FakeHiDream, FakePixVerse, FakeProvider, FakeVidu, Outcome, build_mp4
+from tests.postgres import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"hidream": "hd-soak-key", "pixverse": "pv-soak-key", "vidu": "vd-soak-key"}
@@ -220,9 +221,11 @@ class BotProcess:
 
 
 class Soak:
-    def __init__(self, plan: Plan, folder: Path) -> None:
+    def __init__(self, plan: Plan, folder: Path, *, database_url: str | None = None) -> None:
         self.plan = plan
         self.folder = folder
+        #: The ledger: a SQLite file in the folder unless a PostgreSQL database is given.
+        self.database_url = database_url or f"sqlite:///{folder / 'bot.db'}"
         self.discord = FakeDiscord()
         rule = self._outcome_rule
         self.providers: dict[str, FakeProvider] = {
@@ -275,7 +278,8 @@ class Soak:
             FAKE_DISCORD_GATEWAY=self.discord.gateway_url,
             DISCORD_TOKEN=self.discord.token,
             DISCORD_GUILD_IDS=",".join(str(guild.id) for guild in self.guilds),
-            DATABASE_URL=f"sqlite:///{self.folder / 'bot.db'}",
+            DATABASE_URL=self.database_url,
+            INPUTS_DIR=str(self.folder / "inputs"),
             POLL_INTERVAL_SECONDS="0.5",
             PROGRESS_EDIT_SECONDS="1",
             HTTP_TIMEOUT_SECONDS=str(HTTP_TIMEOUT),
@@ -707,8 +711,9 @@ def read_card(message: FakeMessage) -> CardView:
     )
 
 
-def render(plan: Plan, outcomes: Outcomes) -> Iterator[str]:
-    yield f"python -m tests.soak {'--short ' if plan.short else ''}(SOAK_SEED={plan.seed})"
+def render(plan: Plan, outcomes: Outcomes, *, postgres: bool = False) -> Iterator[str]:
+    flags = ("--short " if plan.short else "") + ("--postgres " if postgres else "")
+    yield f"python -m tests.soak {flags}(SOAK_SEED={plan.seed})"
     width = max(len(name) for name, _ in outcomes.table)
     yield "-" * (width + 50)
     for name, value in outcomes.table:
@@ -721,11 +726,15 @@ def render(plan: Plan, outcomes: Outcomes) -> Iterator[str]:
         yield f"BROKEN: {violation.invariant} ({len(violation.examples)}x)"
         for example in violation.examples[:5]:
             yield f"    {example}"
-    yield f"replay: SOAK_SEED={plan.seed} python -m tests.soak{' --short' if plan.short else ''}"
+    yield f"replay: SOAK_SEED={plan.seed} python -m tests.soak {flags}".rstrip()
 
 
-async def soak(plan: Plan, folder: Path) -> Outcomes:
-    return await Soak(plan, folder).run()
+async def soak(plan: Plan, folder: Path, *, postgres: bool = False) -> Outcomes:
+    if not postgres:
+        return await Soak(plan, folder).run()
+    with running_server() as server:
+        url = await server.create_database("soak")
+        return await Soak(plan, folder, database_url=url).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -733,6 +742,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="the plan's seed (default: SOAK_SEED, else random)")
     parser.add_argument("--short", action="store_true", help="the CI plan: 40 jobs, one SIGKILL, a fixed seed")
     parser.add_argument("--keep", action="store_true", help="keep the ledger and the bot's log in a folder")
+    parser.add_argument(
+        "--postgres", action="store_true", help="the ledger on a throwaway PostgreSQL server (tests/postgres.py)"
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else os.environ.get("SOAK_SEED")
     if seed is None:
@@ -746,8 +758,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SOAK_SEED={seed}", flush=True)
     print(plan.describe(), flush=True)
     folder = Path(tempfile.mkdtemp(prefix="soak-"))
-    outcomes = asyncio.run(soak(plan, folder))
-    for line in render(plan, outcomes):
+    outcomes = asyncio.run(soak(plan, folder, postgres=args.postgres))
+    for line in render(plan, outcomes, postgres=args.postgres):
         print(line)
     if args.keep or not outcomes.ok:
         print(f"ledger and bot log kept in {folder}")

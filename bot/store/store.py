@@ -153,7 +153,7 @@ class Store:
         try:
             async with self._engine.transaction() as db:
                 await db.execute("UPDATE provider_state SET provider = provider WHERE provider IS NULL")
-        except (sqlite3.Error, asyncpg.PostgresError, OSError):
+        except (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             return False
         return True
 
