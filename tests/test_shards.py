@@ -57,11 +57,16 @@ async def fakes() -> AsyncIterator[tuple[FakeDiscord, FakePixVerse]]:
         yield discord_fake, pixverse
 
 
-@contextlib.asynccontextmanager
-async def bot_process(
-    discord_fake: FakeDiscord, pixverse: FakePixVerse, folder: Path, shard_ids: str, guilds: list[FakeGuild]
-) -> AsyncIterator[BotProcess]:
-    """``python -m bot`` with SHARD_COUNT=2 and the given SHARD_IDS, once its /healthz says it is healthy."""
+async def spawn(
+    discord_fake: FakeDiscord,
+    pixverse: FakePixVerse,
+    folder: Path,
+    guilds: list[FakeGuild],
+    *,
+    shard_ids: str,
+    shard_count: int = 2,
+) -> BotProcess:
+    """``python -m bot`` with the given SHARD_COUNT and SHARD_IDS; its stderr goes to a file in ``folder``."""
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     port = free_port()
     env: dict[str, Any] = {
@@ -78,7 +83,7 @@ async def bot_process(
         PIXVERSE_BASE_URL=pixverse.base_url,
         POLL_INTERVAL_SECONDS="0.1",
         PROGRESS_EDIT_SECONDS="1",
-        SHARD_COUNT="2",
+        SHARD_COUNT=str(shard_count),
         SHARD_IDS=shard_ids,
         HEALTH_PORT=str(port),
         HEALTH_HOST="127.0.0.1",
@@ -88,14 +93,22 @@ async def bot_process(
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.bot_child", cwd=folder, env=env, stderr=stderr
         )
-    running = BotProcess(process, folder, f"http://127.0.0.1:{port}/healthz")
+    return BotProcess(process, folder, f"http://127.0.0.1:{port}/healthz")
+
+
+@contextlib.asynccontextmanager
+async def bot_process(
+    discord_fake: FakeDiscord, pixverse: FakePixVerse, folder: Path, shard_ids: str, guilds: list[FakeGuild]
+) -> AsyncIterator[BotProcess]:
+    """A bot process with SHARD_COUNT=2, once its /healthz says it is healthy; killed if the test leaves it running."""
+    running = await spawn(discord_fake, pixverse, folder, guilds, shard_ids=shard_ids)
     try:
         await until_healthy(running)
         yield running
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        if running.process.returncode is None:
+            running.process.kill()
+            await running.process.wait()
 
 
 async def until_healthy(running: BotProcess, within: float = 30.0) -> None:
