@@ -25,10 +25,23 @@ log = logging.getLogger("bot")
 async def run(settings: Settings) -> None:
     """Run the bot until it is stopped; every resource is closed on the way out."""
     async with aiohttp.ClientSession() as session, assemble(settings, session) as bot:
+        stopped = asyncio.Event()
+
+        async def stop() -> None:
+            await bot.close()
+            stopped.set()
+
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
-        await bot.start(settings.discord_token.get_secret_value())
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(stop()))
+        token = settings.discord_token.get_secret_value()
+        if bot.connects_gateway:
+            await bot.start(token)
+            return
+        # login() runs setup_hook, which starts the scheduler and the presenter; they need only the REST API.
+        await bot.login(token)
+        log.info("No gateway (SHARD_IDS=none): this process schedules and presents over the REST API only")
+        await stopped.wait()
 
 
 def migrate_ledger(source_url: str, target_url: str) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from providers.hidream import DEFAULT_BASE_URL as HIDREAM_DEFAULT_URL
@@ -20,6 +20,7 @@ from providers.vidu import DEFAULT_BASE_URL as VIDU_DEFAULT_URL
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+NO_GATEWAY = "none"
 
 
 class ConfigError(Exception):
@@ -117,6 +118,14 @@ class Settings(BaseSettings):
     max_jobs_per_guild_per_day: int = Field(
         0, ge=0, description="jobs one server may start per UTC day, a whole number (0 for no limit)"
     )
+    shard_count: int = Field(
+        1, ge=1, description="the total number of gateway shards across every process, a whole number of at least 1"
+    )
+    shard_ids: str = Field(
+        "",
+        description="the shard ids this process connects, separated by commas, each a whole number from 0 to "
+        "SHARD_COUNT - 1 and none twice (empty: all of them; none: no gateway)",
+    )
     health_port: int = Field(
         8080, ge=0, le=65535, description="the port of the /healthz endpoint, from 1 to 65535 (0 turns it off)"
     )
@@ -132,6 +141,23 @@ class Settings(BaseSettings):
                 raise ValueError("not a list of numbers")
             return tuple(int(part) for part in parts)
         return value
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shard_ids(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        if not value or value.lower() == NO_GATEWAY:
+            return value.lower()
+        parts = [part.strip() for part in value.split(",")]
+        if not all(part.isdigit() for part in parts):
+            raise ValueError("not a list of shard ids")
+        ids = [int(part) for part in parts]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a shard id is given twice")
+        count = info.data.get("shard_count")
+        if isinstance(count, int) and any(shard_id >= count for shard_id in ids):
+            raise ValueError("a shard id is not below SHARD_COUNT")
+        return ",".join(str(shard_id) for shard_id in ids)
 
     @field_validator("discord_token")
     @classmethod
@@ -176,6 +202,15 @@ class Settings(BaseSettings):
     def ledger_location(self) -> Path | str:
         """The SQLite file, or the PostgreSQL URL, the DATABASE_URL names."""
         return ledger_location(self.database_url.get_secret_value())
+
+    @property
+    def gateway_shard_ids(self) -> list[int] | None:
+        """The shards this process connects: None for all of them, an empty list for no gateway at all."""
+        if not self.shard_ids:
+            return None
+        if self.shard_ids == NO_GATEWAY:
+            return []
+        return [int(part) for part in self.shard_ids.split(",")]
 
     @property
     def inputs_folder(self) -> Path:

@@ -78,6 +78,11 @@ def test_base_urls_keep_their_path_prefix(monkeypatch: pytest.MonkeyPatch) -> No
         ("VIDU_AUTH_SCHEME", "Basic", "VIDU_AUTH_SCHEME is not valid (got 'Basic'): set it to Token"),
         ("DATABASE_URL", "postgres:///bot", "DATABASE_URL is not valid: set it to a SQLite URL"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL is not valid (got 'loud'): set it to one of DEBUG"),
+        ("SHARD_COUNT", "0", "SHARD_COUNT is not valid (got '0'): set it to the total number of gateway shards"),
+        ("SHARD_COUNT", "two", "SHARD_COUNT is not valid (got 'two'): set it to the total number of gateway shards"),
+        ("SHARD_IDS", "0,1", "SHARD_IDS is not valid (got '0,1'): set it to the shard ids this process connects"),
+        ("SHARD_IDS", "zero", "SHARD_IDS is not valid (got 'zero'): set it to the shard ids this process connects"),
+        ("SHARD_IDS", "-1", "SHARD_IDS is not valid (got '-1'): set it to the shard ids this process connects"),
     ],
 )
 def test_a_malformed_value_gets_one_sentence_naming_it(
@@ -90,6 +95,41 @@ def test_a_malformed_value_gets_one_sentence_naming_it(
     assert message.startswith(expected)
     assert message.count("\n") == 0
     assert message.endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("count", "ids", "expected"),
+    [
+        ("1", "", None),
+        ("4", "", None),
+        ("4", " 3, 1 ", [3, 1]),
+        ("4", "0", [0]),
+        ("4", "none", []),
+        ("4", "NONE", []),
+    ],
+)
+def test_shard_ids_to_connect(
+    monkeypatch: pytest.MonkeyPatch, count: str, ids: str, expected: list[int] | None
+) -> None:
+    monkeypatch.setenv("SHARD_COUNT", count)
+    monkeypatch.setenv("SHARD_IDS", ids)
+    settings = load_settings(env_file=None)
+    assert settings.shard_count == int(count)
+    assert settings.gateway_shard_ids == expected
+
+
+@pytest.mark.parametrize("ids", ["0,4", "1,1", "0,,2", "1;2", "none,1"])
+def test_shard_ids_outside_the_count_or_twice_are_refused_in_one_sentence(
+    monkeypatch: pytest.MonkeyPatch, ids: str
+) -> None:
+    monkeypatch.setenv("SHARD_COUNT", "4")
+    monkeypatch.setenv("SHARD_IDS", ids)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_file=None)
+    assert str(caught.value) == (
+        f"SHARD_IDS is not valid (got {ids!r}): set it to the shard ids this process connects, separated by "
+        "commas, each a whole number from 0 to SHARD_COUNT - 1 and none twice (empty: all of them; none: no gateway)."
+    )
 
 
 def test_missing_token_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -636,3 +636,79 @@ async def test_unknown_routes_and_expired_attachment_urls(fake: FakeDiscord) -> 
             assert response.status == 401
     assert [request.path for request in fake.unknown_requests] == ["/nope"]
     assert fake.invalid_requests[-1].status == 401
+
+
+# ---------------------------------------------------------------------- gateway shards
+
+
+class ShardClient(discord.AutoShardedClient):
+    """A sharded client that records the interactions its shards receive."""
+
+    def __init__(self, shard_count: int, shard_ids: list[int]) -> None:
+        super().__init__(
+            intents=discord.Intents.default(), shard_count=shard_count, shard_ids=shard_ids, guild_ready_timeout=0.1
+        )
+        self.interaction_guilds: list[int | None] = []
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        self.interaction_guilds.append(interaction.guild_id)
+
+
+async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - the client's own state, no request to wait for
+            await asyncio.sleep(0.01)
+
+
+async def test_gateway_bot_reports_the_configured_shard_count() -> None:
+    async with FakeDiscord(shard_count=3) as fake, aiohttp.ClientSession() as session:
+        headers = {"Authorization": f"Bot {fake.token}"}
+        async with session.get(f"{fake.api_url}/gateway/bot", headers=headers) as response:
+            body = await response.json(content_type=None)
+    assert body["shards"] == 3
+    assert body["url"] == fake.gateway_url
+
+
+async def test_each_shard_gets_only_the_events_of_its_guilds_and_dms_go_to_shard_zero() -> None:
+    async with FakeDiscord(shard_count=2) as fake:
+        other = fake.add_guild("Other Guild", members=[fake.user], shard=1 - fake.shard_of(fake.guild))
+        by_shard = {fake.shard_of(guild): guild for guild in (fake.guild, other)}
+        assert set(by_shard) == {0, 1}
+        async with (
+            connect_client(fake, ShardClient(2, [0])) as first,
+            connect_client(fake, ShardClient(2, [1])) as second,
+        ):
+            assert [guild.id for guild in first.guilds] == [by_shard[0].id]
+            assert [guild.id for guild in second.guilds] == [by_shard[1].id]
+            assert sorted(session.shard_id for session in fake.sessions.values()) == [0, 1]
+
+            await fake.push_interaction(fake.slash("echo", channel=by_shard[1].channels[0]))
+            await eventually(lambda: bool(second.interaction_guilds))
+            await fake.push_interaction(fake.slash("echo", channel=by_shard[0].channels[0]))
+            await fake.push_interaction(fake.slash("echo", channel=fake.dm_channel(fake.user)))
+            await eventually(lambda: len(first.interaction_guilds) == 2)
+        assert first.interaction_guilds == [by_shard[0].id, None]
+        assert second.interaction_guilds == [by_shard[1].id]
+    assert [identify["shard"] for identify in fake.identifies] == [[0, 2], [1, 2]]
+
+
+@pytest.mark.parametrize(
+    ("shard", "code"),
+    [([2, 2], 4010), ([0, 3], 4010), ([-1, 2], 4010), ("0", 4010), ([0, 1], 4011), (None, 4011)],
+)
+async def test_an_identify_with_the_wrong_shard_is_closed(shard: Any, code: int) -> None:
+    identify: dict[str, Any] = {"token": "", "intents": 0, "properties": {}}
+    if shard is not None:
+        identify["shard"] = shard
+    async with (
+        FakeDiscord(shard_count=2) as fake,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(fake.gateway_url) as ws,
+    ):
+        hello = await ws.receive_json()
+        assert hello["op"] == 10
+        await ws.send_json({"op": 2, "d": {**identify, "token": fake.token}})
+        closed = await ws.receive()
+    assert closed.type is aiohttp.WSMsgType.CLOSE
+    assert closed.data == code
+    assert fake.sessions == {}

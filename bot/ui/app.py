@@ -25,8 +25,12 @@ log = logging.getLogger(__name__)
 COGS = ("cogs.animate", "cogs.jobs", "cogs.settings")
 
 
-class AnimateBot(commands.Bot):
-    """Builds nothing itself: everything arrives from the composition root (``bot/compose.py``)."""
+class AnimateBot(commands.AutoShardedBot):
+    """Builds nothing itself: everything arrives from the composition root (``bot/compose.py``).
+
+    It connects the gateway shards SHARD_IDS names (all of SHARD_COUNT when empty, none for SHARD_IDS=none);
+    everything else is set up alike in every process.
+    """
 
     def __init__(
         self,
@@ -41,11 +45,15 @@ class AnimateBot(commands.Bot):
         now: Callable[[], datetime],
         **options: object,
     ) -> None:
+        shard_ids = settings.gateway_shard_ids
+        if shard_ids:
+            options["shard_ids"] = shard_ids
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),
             help_command=None,
             tree_cls=JobTree,
+            shard_count=settings.shard_count,
             **options,  # type: ignore[arg-type]
         )
         self.settings = settings
@@ -61,16 +69,31 @@ class AnimateBot(commands.Bot):
         self.add_dynamic_items(JobButton, StyleMenu, IntakeRetry)
         for name in COGS:
             await self.load_extension(name)
-        await self.sync_commands()
+        if self.syncs_commands:
+            await self.sync_commands()
         self.scheduler.subscribe(self.presenter.on_job)
         self.presenter.start(self)
         await self.scheduler.start()
         # After the scheduler has taken over the leases of the process before (SQLite: one process).
         self.intakes.start()
 
+    @property
+    def connects_gateway(self) -> bool:
+        """False for a process with SHARD_IDS=none: it only schedules and presents, over the REST API."""
+        return self.settings.gateway_shard_ids != []
+
+    @property
+    def syncs_commands(self) -> bool:
+        """One process syncs the application commands: the one connecting shard 0."""
+        shard_ids = self.settings.gateway_shard_ids
+        return shard_ids is None or 0 in shard_ids
+
     async def gateway_ok(self) -> bool:
-        """The health check's view of the gateway connection."""
-        return self.is_ready() and not self.is_closed() and self.ws is not None and self.ws.open
+        """The health check's view of the gateway: every shard of this process connected (none by design: ok)."""
+        if not self.connects_gateway:
+            return not self.is_closed()
+        shards = self.shards.values()
+        return self.is_ready() and not self.is_closed() and bool(shards) and not any(s.is_closed() for s in shards)
 
     async def sync_commands(self) -> None:
         """To the configured servers at once, else globally (which Discord spreads within an hour)."""

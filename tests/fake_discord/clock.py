@@ -58,6 +58,14 @@ class Snowflakes:
         self._last = max(candidate, self._last + 1)
         return self._last
 
+    def next_on_shard(self, shard_id: int, shard_count: int) -> int:
+        """A fresh id whose guild would live on ``shard_id`` (Discord routes by ``(id >> 22) % shard_count``)."""
+        candidate = self.next()
+        while (candidate >> 22) % shard_count != shard_id:
+            candidate = ((candidate >> 22) + 1) << 22 | (self.worker << 17)
+        self._last = candidate
+        return candidate
+
     @staticmethod
     def time_of(snowflake: int) -> float:
         """Unix seconds encoded in an id."""

@@ -93,6 +93,11 @@ class GatewaySession:
             del self.events[:-1000]
         return frame
 
+    @property
+    def shard_id(self) -> int:
+        """The shard this session serves; a session identified without a shard is shard 0 of 1."""
+        return self.shard[0] if self.shard else 0
+
     def missed_since(self, seq: int | None) -> list[dict[str, Any]]:
         """Events after ``seq``, for a RESUME."""
         return [frame for frame in self.events if frame["s"] > (seq or 0)]

@@ -206,8 +206,12 @@ class FakeDiscord(InteractionBuilders):
         heartbeat_interval: int = 41250,
         message_events: bool = True,
         bot_name: str = "Animator",
+        shard_count: int = 1,
     ) -> None:
+        if shard_count < 1:
+            raise ValueError("shard_count must be at least 1")
         self.token = token
+        self.shard_count = shard_count
         self.limits = limits or RateLimits()
         self.clock = clock or Clock()
         self.snowflakes = Snowflakes(self.clock)
@@ -244,8 +248,8 @@ class FakeDiscord(InteractionBuilders):
         self._routes: list[_Route] = []
         self._waiters: list[_Waiter] = []
         self._connections: set[Connection] = set()
-        self._session: GatewaySession | None = None
-        self._gateway_ready = asyncio.Event()
+        self._sessions: dict[int, GatewaySession] = {}
+        self._shards_ready: dict[int, asyncio.Event] = {}
         self._runner: web.AppRunner | None = None
         self._base_url = ""
 
@@ -342,9 +346,18 @@ class FakeDiscord(InteractionBuilders):
         bot_joined: bool = True,
         everyone_permissions: int = EVERYONE_PERMISSIONS,
         premium_tier: int = 0,
+        shard: int | None = None,
     ) -> FakeGuild:
-        """A guild with an @everyone role, text channels and members (the bot joins unless ``bot_joined=False``)."""
-        guild_id = self.snowflakes.next()
+        """A guild with an @everyone role, text channels and members (the bot joins unless ``bot_joined=False``).
+
+        ``shard`` picks an id that Discord would route to that shard of ``shard_count``.
+        """
+        if shard is None:
+            guild_id = self.snowflakes.next()
+        elif 0 <= shard < self.shard_count:
+            guild_id = self.snowflakes.next_on_shard(shard, self.shard_count)
+        else:
+            raise ValueError(f"shard {shard} is not one of the {self.shard_count} shards")
         owner = owner or self.owner
         guild = FakeGuild(
             id=guild_id,
@@ -1134,7 +1147,7 @@ class FakeDiscord(InteractionBuilders):
 
     async def _get_gateway_bot(self, call: Call) -> Reply:
         limit = {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}
-        return Reply(body={"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        return Reply(body={"url": self.gateway_url, "shards": self.shard_count, "session_start_limit": limit})
 
     # ------------------------------------------------------------------ application commands
 
@@ -1263,7 +1276,7 @@ class FakeDiscord(InteractionBuilders):
             self._by_token[record.token] = record
         else:
             record.deliveries += 1
-        await self.wait_for_gateway(timeout)
+        await self.wait_for_gateway(timeout, shard=self.shard_of(record.guild_id))
         await self.dispatch("INTERACTION_CREATE", payload)
         return record
 
@@ -1679,7 +1692,7 @@ class FakeDiscord(InteractionBuilders):
         return [*kept, *new.values()]
 
     async def _message_event(self, event: str, message: FakeMessage) -> None:
-        session = self._session
+        session = self._sessions.get(self.shard_of(message.guild_id))
         if not self.message_events or message.ephemeral or session is None:
             return
         if not session.wants(GUILD_MESSAGES if message.guild_id is not None else DIRECT_MESSAGES):
@@ -1700,10 +1713,28 @@ class FakeDiscord(InteractionBuilders):
 
     # ------------------------------------------------------------------ gateway
 
-    async def dispatch(self, event: str, data: Any) -> int | None:
-        """Send a dispatch (op 0) on the current session; buffered for RESUME while disconnected."""
-        session = self._session
-        if session is None or session.invalidated:
+    def shard_of(self, guild: FakeGuild | int | None) -> int:
+        """The shard that receives a guild's events: ``(guild_id >> 22) % shard_count``; DMs go to shard 0."""
+        if guild is None:
+            return 0
+        guild_id = guild.id if isinstance(guild, FakeGuild) else guild
+        return (guild_id >> 22) % self.shard_count
+
+    async def dispatch(self, event: str, data: Any, *, shard: int | None = None) -> int | None:
+        """Send a dispatch (op 0) on the session of its shard; buffered for RESUME while disconnected.
+
+        Without ``shard``, the event goes where Discord would send it: the shard of its ``guild_id``, else shard 0.
+        """
+        if shard is None:
+            guild_id = _int(data.get("guild_id")) if isinstance(data, dict) else None
+            shard = self.shard_of(guild_id)
+        session = self._sessions.get(shard)
+        if session is None:
+            return None
+        return await self._send_dispatch(session, event, data)
+
+    async def _send_dispatch(self, session: GatewaySession, event: str, data: Any) -> int | None:
+        if session.invalidated:
             return None
         frame = session.frame(event, data)
         self._log_frame("out", frame)
@@ -1712,39 +1743,50 @@ class FakeDiscord(InteractionBuilders):
             await connection.send(frame)
         return int(frame["s"])
 
-    async def wait_for_gateway(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        """Wait until a client has identified (or resumed) and is connected."""
-        await asyncio.wait_for(self._gateway_ready.wait(), timeout)
+    def _shard_ready(self, shard: int) -> asyncio.Event:
+        return self._shards_ready.setdefault(shard, asyncio.Event())
+
+    async def wait_for_gateway(self, timeout: float = 5.0, *, shard: int = 0) -> None:  # noqa: ASYNC109
+        """Wait until a client has identified (or resumed) on ``shard`` and is connected."""
+        await asyncio.wait_for(self._shard_ready(shard).wait(), timeout)
 
     @property
     def session(self) -> GatewaySession | None:
-        """The current gateway session."""
-        return self._session
+        """The current gateway session of shard 0."""
+        return self._sessions.get(0)
 
-    async def drop_gateway(self, code: int = 4000) -> None:
-        """Close the live gateway socket with a (resumable, by default) close code."""
-        session = self._session
+    @property
+    def sessions(self) -> dict[int, GatewaySession]:
+        """The current gateway session of each shard that has one."""
+        return dict(self._sessions)
+
+    def _connected_session(self, shard: int) -> GatewaySession:
+        session = self._sessions.get(shard)
         if session is None or session.connection is None:
-            raise RuntimeError("no gateway connection to drop")
-        self._gateway_ready.clear()
+            raise RuntimeError(f"no gateway connection on shard {shard}")
+        return session
+
+    async def drop_gateway(self, code: int = 4000, *, shard: int = 0) -> None:
+        """Close a shard's live gateway socket with a (resumable, by default) close code."""
+        session = self._connected_session(shard)
+        assert session.connection is not None
+        self._shard_ready(shard).clear()
         await session.connection.close(code, b"dropped by the test")
 
-    async def request_reconnect(self) -> None:
+    async def request_reconnect(self, *, shard: int = 0) -> None:
         """Send op 7 RECONNECT: the client closes and RESUMEs."""
-        session = self._session
-        if session is None or session.connection is None:
-            raise RuntimeError("no gateway connection")
-        self._gateway_ready.clear()
+        session = self._connected_session(shard)
+        assert session.connection is not None
+        self._shard_ready(shard).clear()
         frame = {"op": RECONNECT, "d": None, "s": None, "t": None}
         self._log_frame("out", frame)
         await session.connection.send(frame)
 
-    async def invalidate_session(self, *, resumable: bool = False) -> None:
+    async def invalidate_session(self, *, resumable: bool = False, shard: int = 0) -> None:
         """Send op 9; with ``resumable=False`` the client must IDENTIFY again."""
-        session = self._session
-        if session is None or session.connection is None:
-            raise RuntimeError("no gateway connection")
-        self._gateway_ready.clear()
+        session = self._connected_session(shard)
+        assert session.connection is not None
+        self._shard_ready(shard).clear()
         if not resumable:
             session.invalidated = True
         frame = {"op": INVALID_SESSION, "d": resumable, "s": None, "t": None}
@@ -1775,7 +1817,7 @@ class FakeDiscord(InteractionBuilders):
             session = connection.session
             if session is not None and session.connection is connection:
                 session.connection = None
-                self._gateway_ready.clear()
+                self._shard_ready(session.shard_id).clear()
         return ws
 
     async def _on_gateway_frame(self, connection: Connection, text: str) -> None:
@@ -1812,15 +1854,24 @@ class FakeDiscord(InteractionBuilders):
         if not isinstance(intents, int):
             await connection.close(4013, b"Invalid intent(s).")
             return
+        shard = data.get("shard")
+        refusal = self._shard_refusal(shard)
+        if refusal is not None:
+            await connection.close(*refusal)
+            return
         self.identifies.append(data)
-        previous = self._session
+        session = GatewaySession.new(self.token, intents, shard)
+        previous = self._sessions.get(session.shard_id)
         if previous is not None and previous.connection is not None and previous.connection is not connection:
             await previous.connection.close(4000, b"Session replaced.")
-        session = GatewaySession.new(self.token, intents, data.get("shard"))
         session.connection = connection
         connection.session = session
-        self._session = session
-        guilds = [guild for guild in self._world.guilds.values() if guild.bot_joined]
+        self._sessions[session.shard_id] = session
+        guilds = [
+            guild
+            for guild in self._world.guilds.values()
+            if guild.bot_joined and self.shard_of(guild) == session.shard_id
+        ]
         ready: dict[str, Any] = {
             "v": 10,
             "user": {**self.bot_user.payload(), "verified": True, "mfa_enabled": False, "email": None},
@@ -1839,19 +1890,32 @@ class FakeDiscord(InteractionBuilders):
         }
         if session.shard is not None:
             ready["shard"] = session.shard
-        await self.dispatch("READY", ready)
+        await self._send_dispatch(session, "READY", ready)
         for guild in guilds:
-            await self.dispatch("GUILD_CREATE", self.guild_payload(guild, all_members=session.wants(GUILD_MEMBERS)))
-        self._gateway_ready.set()
+            payload = self.guild_payload(guild, all_members=session.wants(GUILD_MEMBERS))
+            await self._send_dispatch(session, "GUILD_CREATE", payload)
+        self._shard_ready(session.shard_id).set()
+
+    def _shard_refusal(self, shard: Any) -> tuple[int, bytes] | None:
+        """Discord's close for an IDENTIFY whose ``shard`` does not fit: 4010 invalid shard, 4011 sharding required.
+
+        Stricter than Discord, which accepts more shards than it recommends: here the count must be exactly
+        ``shard_count``, so processes that disagree on SHARD_COUNT are caught.
+        """
+        if shard is None:
+            shard = [0, 1]
+        valid_shape = isinstance(shard, list) and len(shard) == 2 and all(type(part) is int for part in shard)
+        if not valid_shape or not 0 <= shard[0] < shard[1] or shard[1] > self.shard_count:
+            return 4010, b"Invalid shard."
+        if shard[1] < self.shard_count:
+            return 4011, b"Sharding required."
+        return None
 
     async def _resume(self, connection: Connection, data: dict[str, Any]) -> None:
-        session = self._session
-        if (
-            session is None
-            or session.invalidated
-            or session.session_id != data.get("session_id")
-            or data.get("token") != self.token
-        ):
+        session = next(
+            (session for session in self._sessions.values() if session.session_id == data.get("session_id")), None
+        )
+        if session is None or session.invalidated or data.get("token") != self.token:
             frame = {"op": INVALID_SESSION, "d": False, "s": None, "t": None}
             self._log_frame("out", frame)
             await connection.send(frame)
@@ -1865,8 +1929,8 @@ class FakeDiscord(InteractionBuilders):
         for frame in session.missed_since(seq if isinstance(seq, int) else None):
             self._log_frame("out", frame)
             await connection.send(frame)
-        await self.dispatch("RESUMED", {"_trace": ["fake-discord"]})
-        self._gateway_ready.set()
+        await self._send_dispatch(session, "RESUMED", {"_trace": ["fake-discord"]})
+        self._shard_ready(session.shard_id).set()
 
 
 # ---------------------------------------------------------------------- helpers
