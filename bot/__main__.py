@@ -21,6 +21,9 @@ from bot.store import Store, StoreError
 
 log = logging.getLogger("bot")
 
+#: Gateway close codes for shard settings Discord will not take: 4010 invalid shard, 4011 sharding required.
+REFUSED_SHARDS = (4010, 4011)
+
 
 async def run(settings: Settings) -> None:
     """Run the bot until it is stopped; every resource is closed on the way out."""
@@ -111,6 +114,15 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run(settings))
     except StoreError as exc:
         print(f"The bot cannot start: {exc}", file=sys.stderr)
+        return 2
+    except discord.ConnectionClosed as exc:
+        if exc.code not in REFUSED_SHARDS:
+            raise
+        print(
+            f"The bot cannot start: Discord refused its gateway shards (close code {exc.code}); set SHARD_COUNT to "
+            "the number of shards Discord asks for, the same in every process, and SHARD_IDS to ids below it.",
+            file=sys.stderr,
+        )
         return 2
     except discord.LoginFailure:
         print(

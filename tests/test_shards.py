@@ -213,3 +213,20 @@ async def test_a_process_without_a_gateway_finishes_the_work_a_stopped_process_l
     card = discord_fake.original(interaction)
     assert card is not None
     assert "Done" in str(card.embeds[0]["fields"][0]["value"])
+
+
+@pytest.mark.parametrize(("shard_count", "shard_ids", "code"), [(1, "", 4011), (3, "2", 4010)])
+async def test_shard_settings_discord_refuses_stop_the_start_with_one_sentence(
+    fakes: tuple[FakeDiscord, FakePixVerse], tmp_path: Path, shard_count: int, shard_ids: str, code: int
+) -> None:
+    discord_fake, pixverse = fakes
+    guild = discord_fake.add_guild("Refused", shard=0)
+    bot = await spawn(discord_fake, pixverse, tmp_path, [guild], shard_ids=shard_ids, shard_count=shard_count)
+    await asyncio.wait_for(bot.process.wait(), timeout=45)
+    assert bot.process.returncode == 2
+    last = bot.log.strip().splitlines()[-1]
+    assert last == (
+        f"The bot cannot start: Discord refused its gateway shards (close code {code}); set SHARD_COUNT to the "
+        "number of shards Discord asks for, the same in every process, and SHARD_IDS to ids below it."
+    )
+    assert "Traceback" not in bot.log

@@ -194,11 +194,12 @@ class IntakeDesk:
 
     async def _run(self) -> None:
         while not self._stopping:
+            # Cleared before the pass: a stop that comes during it still ends the wait below at once.
+            self._wake.clear()
             try:
                 await self.recover()
             except Exception:
                 log.exception("Looking for unfinished requests failed; trying again later")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=RECOVERY_SECONDS)
 
