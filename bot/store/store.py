@@ -564,7 +564,10 @@ class Store:
                 moment = _column_value(now + over * (index / count))
                 if row["next_check_at"] is None or row["next_check_at"] > moment:
                     moved.append((moment, row["id"]))
-            await db.executemany("UPDATE jobs SET next_check_at = ? WHERE id = ?", moved)
+            # In id order, as every other change of many rows, so that no two transactions wait on each other.
+            await db.executemany(
+                "UPDATE jobs SET next_check_at = ? WHERE id = ?", sorted(moved, key=lambda row: row[1])
+            )
             return len(moved)
 
     async def pause_provider(self, provider: str, until: datetime) -> None:
