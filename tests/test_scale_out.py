@@ -305,11 +305,20 @@ async def test_three_processes_share_the_work_and_survive_a_sigkill(
                 await until(room_for_a_command, 60, "room for one more command")
                 await world.send(index, shards=(0,))
 
+            unsettled: list[Job] = []
+
             async def settled() -> bool:
                 jobs = await all_jobs(store, world.members)
-                return len(jobs) >= COMMANDS and all(job.state.finished and job.delivered for job in jobs)
+                unsettled[:] = [job for job in jobs if not (job.state.finished and job.delivered)]
+                return len(jobs) >= COMMANDS and not unsettled
 
-            await until(settled, SETTLE_WITHIN, "every job ended and was announced")
+            try:
+                await until(settled, SETTLE_WITHIN, "every job ended and was announced")
+            except AssertionError as exc:
+                left = Counter(
+                    f"{job.provider} {job.state.value}{'' if job.delivered else ' unannounced'}" for job in unsettled
+                )
+                raise AssertionError(f"{exc}; left: {dict(left)}, e.g. {unsettled[:3]}") from None
             for survivor in (shard0, gatewayless):
                 survivor.process.send_signal(signal.SIGTERM)
             codes = [await asyncio.wait_for(survivor.process.wait(), 90) for survivor in (shard0, gatewayless)]
