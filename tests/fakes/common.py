@@ -164,6 +164,9 @@ class Task:
     start_at: float | None
     cancelled_at: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: When a status answer first told a client the task had ended (None: not yet); until then the
+    #: client must count the task as running at the provider.
+    reported_final_at: float | None = None
 
     @property
     def end_at(self) -> float:
@@ -480,6 +483,9 @@ class FakeProvider:
         self.outcome_rule = outcome_rule
         #: Write each task's id into its video, so a test can tell whose video was delivered.
         self.tag_media = tag_media
+        #: Seconds every answer takes on its way back, as over a real network: the work is done (a task
+        #: created, a status read) before the wait, so a client that dies meanwhile leaves it done.
+        self.answer_delay = 0.0
         self.requests: list[RecordedRequest] = []
         self.tasks: dict[Any, Task] = {}
         self.outcomes = OutcomeQueue(self.outcome_kinds)
@@ -612,7 +618,10 @@ class FakeProvider:
                 return refusal
         fault = self._take_fault(route)
         if fault is None:
-            return await handler(call)
+            response = await handler(call)
+            if self.answer_delay > 0:
+                await self._pause(self.answer_delay)
+            return response
         if fault.kind == "hang":
             seconds = float(fault.get("seconds", 30.0))
             if fault.get("after", False):
@@ -768,6 +777,11 @@ class FakeProvider:
 
     def _unauthorized(self, call: Call) -> web.Response:
         raise NotImplementedError
+
+    def _reported(self, task: Task, now: float) -> None:
+        """Note the first status answer that tells a client ``task`` has ended."""
+        if task.reported_final_at is None and task.phase(now) not in ("waiting", "processing"):
+            task.reported_final_at = now
 
     def _refresh(self, now: float) -> None:
         """Bring lazily computed scheduling up to ``now`` (only Vidu queues tasks)."""

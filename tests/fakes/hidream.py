@@ -235,6 +235,7 @@ class FakeHiDream(FakeProvider):
         phase = task.phase(now)
         done = phase == "success"
         progress = task.progress(now)
+        self._reported(task, now)
         return {
             "sub_task_id": task.info["sub_task_id"],
             "task_status": STATUS[phase],

@@ -418,6 +418,7 @@ class FakePixVerse(FakeProvider):
         phase = task.phase(now)
         done = phase == "success"
         body = task.body
+        self._reported(task, now)
         size = 0
         if done:
             payload = self._media_payload(f"{task.task_id}.mp4")

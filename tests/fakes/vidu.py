@@ -411,6 +411,7 @@ class FakeVidu(FakeProvider):
     def _view(self, task: Task, now: float) -> dict[str, Any]:
         phase = task.phase(now)
         info = task.info
+        self._reported(task, now)
         creations = []
         if phase == "success":
             creations.append(
