@@ -197,6 +197,8 @@ class Presenter:
             await self._edit(latest, embed, cards.buttons(latest, can_stylize=self.can_stylize), files)
             card.signature = cards.signature(latest, eta)
             card.last_edit = self._clock()
+            if not latest.state.finished:
+                await self._redraw_if_ended(latest)
         except discord.HTTPException as exc:
             self._lost_card(latest, card, exc)
         except Exception as exc:
@@ -287,10 +289,21 @@ class Presenter:
             await self._edit(job, cards.card(job, eta, thumbnail=self._has_thumbnail(job)), self._view(job))
             card.signature = sign
             card.last_edit = self._clock()
+            await self._redraw_if_ended(job)
         except discord.HTTPException as exc:
             self._lost_card(job, card, exc)
         finally:
             card.busy = False
+
+    async def _redraw_if_ended(self, job: Job) -> None:
+        """After a progress edit: if the job ended meanwhile (perhaps in another process, whose final card
+        may have landed before this edit), draw the final card again, so that the last edit is the end."""
+        latest = await self.store.get_job(job.id)
+        if latest is not None and latest.state.finished:
+            await self._edit(latest, self._final_card(latest), self._view(latest))
+
+    def _final_card(self, job: Job) -> discord.Embed:
+        return cards.card(job, cards.Estimate(None), thumbnail=self._has_thumbnail(job))
 
     async def _claim_deliveries(self) -> None:
         if self._stopping or self._clock() < self._next_delivery_check or self._finishing >= MAX_FINISHING:
@@ -309,12 +322,11 @@ class Presenter:
         """Under the ledger's claim: the final card, one announcement that mentions the user, and the
         ledger's record of it. A failure is tried again later, a bounded number of times."""
         try:
-            eta = cards.Estimate(None)
-            final = cards.card(job, eta, thumbnail=self._has_thumbnail(job))
+            final = self._final_card(job)
             if job.message_id is not None and not card.gone:
                 try:
                     await self._edit(job, final, self._view(job))
-                    card.signature = cards.signature(job, eta)
+                    card.signature = cards.signature(job, cards.Estimate(None))
                 except discord.HTTPException as exc:
                     self._lost_card(job, card, exc)
             if job.announce_started_at is not None and await self._already_announced(job):
