@@ -19,6 +19,11 @@ The restart run gives the tasks a run time far longer than the run, waits until 
 its provider, stops the scheduler and starts a new one on the same ledger, and measures the time to the
 new scheduler's first poll (and until every unfinished job's status has been asked for once).
 
+The PostgreSQL run (tests/bench_postgres.py; ``--postgres N`` runs it alone, with the main run of N it is
+compared with; it follows the scheduler table otherwise, at N = 10,000 or, with ``--quick``, 300) spreads
+N jobs over three scheduler processes sharing one throwaway PostgreSQL ledger and SIGKILLs one of them;
+without PostgreSQL server programs it prints one line saying it was skipped and why.
+
 The media section (``--media`` runs it alone; it follows the scheduler runs otherwise) prepares input
 images as the bot does, each case in a fresh subprocess, and measures the time and the growth of that
 process's peak RSS over its RSS just before (VmHWM, reset through /proc/self/clear_refs; ru_maxrss
