@@ -19,6 +19,11 @@ The restart run gives the tasks a run time far longer than the run, waits until 
 its provider, stops the scheduler and starts a new one on the same ledger, and measures the time to the
 new scheduler's first poll (and until every unfinished job's status has been asked for once).
 
+The PostgreSQL run (tests/bench_postgres.py; ``--postgres N`` runs it alone, with the main run of N it is
+compared with; it follows the scheduler table otherwise, at N = 10,000 or, with ``--quick``, 300) spreads
+N jobs over three scheduler processes sharing one throwaway PostgreSQL ledger and SIGKILLs one of them;
+without PostgreSQL server programs it prints one line saying it was skipped and why.
+
 The media section (``--media`` runs it alone; it follows the scheduler runs otherwise) prepares input
 images as the bot does, each case in a fresh subprocess, and measures the time and the growth of that
 process's peak RSS over its RSS just before (VmHWM, reset through /proc/self/clear_refs; ru_maxrss
@@ -1005,6 +1010,15 @@ def ledger_section(restarts: list[Result], *, quick: bool) -> str:
     return "\n".join(text)
 
 
+def postgres_section_after(mains: list[Result], *, quick: bool) -> str:
+    """The PostgreSQL run (tests/bench_postgres.py) at QUICK_SIZE or TARGET_SIZE, against this bench's main run
+    of the same size."""
+    from tests.bench_postgres import postgres_section
+
+    size = QUICK_SIZE if quick else TARGET_SIZE
+    return postgres_section(size, quick, next((run for run in mains if run["n"] == size), None))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.bench", description=__doc__.splitlines()[0] if __doc__ else ""
@@ -1018,6 +1032,12 @@ def main(argv: list[str] | None = None) -> int:
         "--ledger",
         action="store_true",
         help="only the ledger section (idle CPU, write rate, restart at 10,000; with --quick at 300)",
+    )
+    parser.add_argument(
+        "--postgres",
+        type=int,
+        metavar="N",
+        help="only the PostgreSQL run of N jobs across 3 processes, with the one-process main run it is compared with",
     )
     parser.add_argument("--media", action="store_true", help="only the media section (image preparation)")
     parser.add_argument("--media-case", metavar="JSON", help="one media case; prints JSON")
@@ -1042,6 +1062,15 @@ def main(argv: list[str] | None = None) -> int:
         print(ledger_section([], quick=args.quick))
         print(f"Total time {time.monotonic() - started:.0f} s")
         return 0
+    if args.postgres is not None:
+        from tests.bench_postgres import postgres_section
+
+        started = time.monotonic()
+        command = f"python -m tests.bench --postgres {args.postgres}"
+        print(describe(args.quick).replace("python -m tests.bench", command, 1), flush=True)
+        print(postgres_section(args.postgres, args.quick, measure("main", args.postgres, args.quick)))
+        print(f"Total time {time.monotonic() - started:.0f} s")
+        return 0
     if args.main is not None or args.restart is not None:
         run = (
             main_run(args.main, quick=args.quick)
@@ -1064,6 +1093,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if logged:
         print(f"Log records at WARNING or above: {logged}")
+    print(postgres_section_after(mains, quick=args.quick))
     print(ledger_section(restarts, quick=args.quick))
     print(media_section())
     print(f"Total time {time.monotonic() - started:.0f} s")

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from bot.store import Admission, InvalidTransition, JobState, LimitReached, NewJob, Store
@@ -385,3 +386,38 @@ async def test_processes_are_counted_while_they_beat(store: Store, processes: li
     await processes[1].heartbeat("b", alive_within=beat)
     await processes[1].forget_process("b")
     assert await processes[0].heartbeat("a", alive_within=beat) == 1
+
+
+async def test_renewing_leases_never_deadlocks_with_a_release_of_the_same_jobs(postgres_url: str) -> None:
+    # A release changes its rows in id order; a renewal that locked them in the table's physical order
+    # could hold a later row while waiting for an earlier one, and one of the two was aborted as a deadlock.
+    store = await Store.open(postgres_url)
+    releasing = await asyncpg.connect(postgres_url)
+    try:
+        first, second = [(await store.create_job(new_job(key=f"k{n}"))).id for n in range(2)]
+        assert await claim(store, owner="alive") == [first, second]
+        # The first job's row version now lies after the second's, as any later change of it leaves it.
+        await store.update_jobs({first: {"progress": 0.1}})
+        release = releasing.transaction()
+        await release.start()
+        await releasing.execute("UPDATE jobs SET lease_owner = NULL WHERE id = $1", first)
+        renewal = asyncio.create_task(store.renew_leases(["alive"], LEASE))
+
+        async def renewal_waits() -> bool:
+            waiting = await releasing.fetchval(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND (query LIKE 'UPDATE jobs%' OR query LIKE 'SELECT id FROM jobs%')"
+            )
+            return bool(waiting)
+
+        async with asyncio.timeout(30):
+            while True:
+                if await renewal_waits():
+                    break
+                await asyncio.sleep(0.01)
+        await releasing.execute("UPDATE jobs SET lease_owner = NULL WHERE id = $1", second)
+        await release.commit()
+        assert await renewal == 0
+    finally:
+        await releasing.close()
+        await store.close()

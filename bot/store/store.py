@@ -495,6 +495,8 @@ class Store:
         until = _column_value(stamp + lease)
         marks = ", ".join("?" for _ in owners)
         async with self._transaction() as db:
+            # Locked in id order first, as a release changes its rows: in the table's order, the two deadlocked.
+            await db.fetch_held(f"SELECT id FROM jobs WHERE lease_owner IN ({marks}) ORDER BY id", owners)  # noqa: S608
             # A claimed job is next due when its lease would run out: kept in step, so that nobody sees it due.
             renewed = await db.execute(
                 f"UPDATE jobs SET lease_until = ?, next_check_at = CASE WHEN state IN"  # noqa: S608
