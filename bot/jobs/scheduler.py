@@ -324,7 +324,7 @@ class Scheduler:
         self._blocked_until[name] = claim.blocked_until
         for job in claim.jobs:
             self._publish(job)
-            self._work.spawn(self._send(job), f"send job {job.id}")
+            self._work.spawn(self._holding([job], self._send(job)), f"send job {job.id}")
         if claim.jobs:
             self._queues_changed.add(name)
         return len(claim.jobs)
@@ -449,7 +449,9 @@ class Scheduler:
             horizon=timedelta(0),
         )
         for job in jobs:
-            self._work.spawn(self._check_send(job, provider), f"check the send of job {job.id}")
+            self._work.spawn(
+                self._holding([job], self._check_send(job, provider)), f"check the send of job {job.id}"
+            )
         return len(jobs)
 
     async def _check_send(self, job: Job, provider: VideoProvider) -> None:
@@ -524,8 +526,23 @@ class Scheduler:
         for group in groups:
             self._polls_in_flight[provider.name] += 1
             self.stats.poll_rounds[provider.name] += 1
-            self._work.spawn(self._poll(provider, group), f"poll {provider.name}")
+            self._work.spawn(self._holding(group, self._poll(provider, group)), f"poll {provider.name}")
         return len(groups)
+
+    async def _holding(self, jobs: Sequence[Job], work: Awaitable[None]) -> None:
+        """Run work done under the jobs' leases; if it fails, give back the leases it still holds.
+
+        The lease keeper renews every lease this process holds, so a lease kept by work that died would
+        never run out: its jobs would wait for as long as the process lives.
+        """
+        try:
+            await work
+        except Exception:
+            try:
+                await self.store.release({job.id: {} for job in jobs}, owner=self.owner)
+            except Exception:
+                log.exception("Giving back the leases of jobs %s failed", [job.id for job in jobs])
+            raise
 
     async def _poll(self, provider: VideoProvider, group: list[Job]) -> None:
         if self.first_poll_at is None:

@@ -431,7 +431,8 @@ class Store:
                 if len(picked) >= free:
                     break
             claimed: list[int] = []
-            for job_id, attempt in picked:
+            # Picked in fair order, changed in id order, like every change of many rows (no deadlocks).
+            for job_id, attempt in sorted(picked):
                 # A cancel may have ended the job since it was read; it is then not sent.
                 if not await db.execute(
                     "UPDATE jobs SET state = 'submitting', lease_owner = ?, lease_until = ?, next_check_at = ?,"
@@ -444,7 +445,8 @@ class Store:
                 await _add_event(
                     db, job_id, stamp, JobState.QUEUED, JobState.SUBMITTING, f"sending (attempt {attempt})"
                 )
-            jobs = [await _fetch(db, job_id) for job_id in claimed]
+            order = {job_id: rank for rank, (job_id, _) in enumerate(picked)}
+            jobs = [await _fetch(db, job_id) for job_id in sorted(claimed, key=order.__getitem__)]
             return SubmitClaim(jobs, min(blocked) if blocked and not jobs else None)
 
     async def claim_due(
