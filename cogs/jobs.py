@@ -60,8 +60,10 @@ class Jobs(app_commands.Group, name="jobs", description="Your video jobs."):
         for job in jobs:
             icon, words = cards.STATE_LINES[job.state]
             link = f" · [video]({job.video_url})" if job.video_url else ""
+            price = cards.cost(job)
+            cost = f" · {price}" if price else ""
             lines.append(
-                f"`{job.id}` {cards.title(job)} · {icon} {words} · <t:{int(job.created_at.timestamp())}:R>{link}"
+                f"`{job.id}` {cards.title(job)} · {icon} {words}{cost} · <t:{int(job.created_at.timestamp())}:R>{link}"
             )
         embed = discord.Embed(title="Your recent jobs", description="\n".join(lines))
         await interaction.response.send_message(embed=embed, ephemeral=True)

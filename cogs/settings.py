@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import UserError
-from bot.jobs.admission import Limits, next_reset, usage_now
+from bot.jobs.admission import Limits, credits_now, credits_text, next_month, next_reset, usage_now
 from bot.providers import PROVIDER_NAMES
 from bot.store import GuildSettings
 from cogs.common import bot_of
@@ -22,6 +22,10 @@ PROVIDER_CHOICES = [app_commands.Choice(name=label, value=name) for name, label 
 
 def _limit(value: int) -> str:
     return "no limit" if value == 0 else str(value)
+
+
+def _budget(value: int) -> str:
+    return "no budget" if value == 0 else f"{value:,} credits"
 
 
 async def settings_card(interaction: discord.Interaction[Any], guild: GuildSettings) -> discord.Embed:
@@ -38,6 +42,8 @@ async def settings_card(interaction: discord.Interaction[Any], guild: GuildSetti
     embed.add_field(name="Unfinished jobs per member", value=_limit(limits.active_per_user))
     embed.add_field(name="Jobs per member per day", value=_limit(limits.per_user_per_day))
     embed.add_field(name="Jobs per server per day", value=_limit(limits.per_guild_per_day))
+    embed.add_field(name="Credits per day", value=_budget(limits.credits_per_day))
+    embed.add_field(name="Credits per month", value=_budget(limits.credits_per_month))
     embed.add_field(name="Log channel", value=f"<#{guild.log_channel_id}>" if guild.log_channel_id else "none")
     embed.add_field(name="Results by DM", value="allowed" if guild.allow_dm else "not allowed")
     return embed
@@ -95,11 +101,13 @@ class ServerSettings(app_commands.Group, name="settings", description="Who may u
     async def all_channels(self, interaction: discord.Interaction[Any]) -> None:
         await self._change(interaction, allowed_channels=frozenset())
 
-    @app_commands.command(name="limits", description="Job limits for this server (0: no limit).")
+    @app_commands.command(name="limits", description="Job limits and credit budgets for this server (0: none).")
     @app_commands.describe(
         active="Unfinished jobs one member may have at once.",
         per_member_daily="Jobs one member may start per UTC day.",
         server_daily="Jobs the whole server may start per UTC day.",
+        credits_per_day="Provider credits the whole server may spend per UTC day (0: no budget).",
+        credits_per_month="Provider credits the whole server may spend per UTC month (0: no budget).",
     )
     async def limits(
         self,
@@ -107,6 +115,8 @@ class ServerSettings(app_commands.Group, name="settings", description="Who may u
         active: app_commands.Range[int, 0, 1000] | None = None,
         per_member_daily: app_commands.Range[int, 0, 100000] | None = None,
         server_daily: app_commands.Range[int, 0, 1000000] | None = None,
+        credits_per_day: app_commands.Range[int, 0, 1_000_000_000] | None = None,
+        credits_per_month: app_commands.Range[int, 0, 1_000_000_000] | None = None,
     ) -> None:
         assert interaction.guild_id is not None
         current = await bot_of(interaction).store.guild_settings(interaction.guild_id)
@@ -117,6 +127,8 @@ class ServerSettings(app_commands.Group, name="settings", description="Who may u
                 current.max_jobs_per_user_per_day if per_member_daily is None else per_member_daily
             ),
             max_jobs_per_guild_per_day=current.max_jobs_per_guild_per_day if server_daily is None else server_daily,
+            credits_per_day=current.credits_per_day if credits_per_day is None else credits_per_day or None,
+            credits_per_month=current.credits_per_month if credits_per_month is None else credits_per_month or None,
         )
 
     @app_commands.command(name="log_channel", description="Where one line per finished or failed job goes.")
@@ -132,13 +144,19 @@ class ServerSettings(app_commands.Group, name="settings", description="Who may u
         await self._change(interaction, allow_dm=allowed)
 
 
-@app_commands.command(name="quota", description="Your jobs today and what is left, and the server's.")
+@app_commands.command(name="quota", description="Your jobs and credits today and what is left, and the server's.")
 async def quota(interaction: discord.Interaction[Any]) -> None:
     bot = bot_of(interaction)
     now = bot.now()
     guild = await bot.store.guild_settings(interaction.guild_id) if interaction.guild_id else GuildSettings(0)
     limits = Limits.of(guild, bot.settings)
     used = await usage_now(bot.store, user_id=interaction.user.id, guild_id=interaction.guild_id, now=now)
+    spent = await credits_now(bot.store, user_id=interaction.user.id, guild_id=interaction.guild_id, now=now)
+
+    def credits(amount: float, budget: int = 0) -> str:
+        if not budget:
+            return f"{credits_text(amount)} credits"
+        return f"{credits_text(amount)} of {budget:,} credits, {credits_text(max(0.0, budget - amount))} left"
 
     def line(count: int, limit: int) -> str:
         return f"{count} used, no limit" if limit == 0 else f"{count} of {limit} used, {max(0, limit - count)} left"
@@ -146,10 +164,26 @@ async def quota(interaction: discord.Interaction[Any]) -> None:
     embed = discord.Embed(title="Your quota today", colour=discord.Colour.blurple())
     embed.add_field(name="Unfinished now", value=line(used.active, limits.active_per_user), inline=False)
     embed.add_field(name="Your jobs today", value=line(used.user_today, limits.per_user_per_day), inline=False)
+    embed.add_field(
+        name="Your credits",
+        value=f"today {credits(spent.user_today)} · this month {credits(spent.user_month)}",
+        inline=False,
+    )
     if interaction.guild_id is not None:
         embed.add_field(name="This server today", value=line(used.guild_today, limits.per_guild_per_day), inline=False)
-    embed.set_footer(text="Failed, refused and never-started jobs do not count.")
-    embed.description = f"Daily counts reset <t:{int(next_reset(now).timestamp())}:R>."
+        embed.add_field(
+            name="This server's credits",
+            value=f"today {credits(spent.guild_today, limits.credits_per_day)}\n"
+            f"this month {credits(spent.guild_month, limits.credits_per_month)}",
+            inline=False,
+        )
+    embed.set_footer(
+        text="Failed, refused and never-started jobs do not count; a running job counts with its expected cost."
+    )
+    embed.description = (
+        f"Daily counts reset <t:{int(next_reset(now).timestamp())}:R>, monthly ones "
+        f"<t:{int(next_month(now).timestamp())}:R>."
+    )
     await interaction.response.send_message(embed=embed, ephemeral=True)
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from bot.config import Settings
 from bot.errors import UserError
 from bot.providers import PROVIDER_NAMES
-from bot.store import Admission, GuildSettings, LimitReached, Store, Usage
+from bot.store import Admission, CreditUsage, GuildSettings, LimitReached, Store, Usage
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,8 @@ class Limits:
     active_per_user: int
     per_user_per_day: int
     per_guild_per_day: int
+    credits_per_day: int = 0
+    credits_per_month: int = 0
 
     @classmethod
     def of(cls, guild: GuildSettings, defaults: Settings) -> Limits:
@@ -28,6 +30,8 @@ class Limits:
             active_per_user=pick(guild.max_active_per_user, defaults.max_active_jobs_per_user),
             per_user_per_day=pick(guild.max_jobs_per_user_per_day, defaults.max_jobs_per_user_per_day),
             per_guild_per_day=pick(guild.max_jobs_per_guild_per_day, defaults.max_jobs_per_guild_per_day),
+            credits_per_day=guild.credits_per_day or 0,
+            credits_per_month=guild.credits_per_month or 0,
         )
 
 
@@ -37,6 +41,21 @@ def day_start(now: datetime) -> datetime:
 
 def next_reset(now: datetime) -> datetime:
     return day_start(now) + timedelta(days=1)
+
+
+def month_start(now: datetime) -> datetime:
+    return day_start(now).replace(day=1)
+
+
+def next_month(now: datetime) -> datetime:
+    start = month_start(now)
+    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+
+
+async def credits_now(store: Store, *, user_id: int, guild_id: int | None, now: datetime) -> CreditUsage:
+    return await store.credit_usage(
+        user_id=user_id, guild_id=guild_id, day_start=day_start(now), month_start=month_start(now)
+    )
 
 
 async def usage_now(store: Store, *, user_id: int, guild_id: int | None, now: datetime) -> Usage:
@@ -74,6 +93,9 @@ async def admit(
         active_per_user=limits.active_per_user,
         per_user_per_day=limits.per_user_per_day,
         per_guild_per_day=limits.per_guild_per_day if guild_id is not None else 0,
+        month_start=month_start(now),
+        credits_per_day=limits.credits_per_day if guild_id is not None else 0,
+        credits_per_month=limits.credits_per_month if guild_id is not None else 0,
     )
     used = await usage_now(store, user_id=user_id, guild_id=guild_id, now=now)
     if admission.active_per_user and used.active >= admission.active_per_user:
@@ -82,6 +104,14 @@ async def admit(
         raise refusal(LimitReached("user_day", used), admission)
     if admission.per_guild_per_day and used.guild_today >= admission.per_guild_per_day:
         raise refusal(LimitReached("guild_day", used), admission)
+    if admission.credits_per_day or admission.credits_per_month:
+        spent = await credits_now(store, user_id=user_id, guild_id=guild_id, now=now)
+        for limit, budget, total in (
+            ("credits_day", admission.credits_per_day, spent.guild_today),
+            ("credits_month", admission.credits_per_month, spent.guild_month),
+        ):
+            if budget and total >= budget:
+                raise refusal(LimitReached(limit, used, credits=spent), admission)
     return admission
 
 
@@ -89,6 +119,8 @@ def refusal(reached: LimitReached, admission: Admission) -> UserError:
     """The sentence for a limit the job would break."""
     used = reached.usage
     reset = f"<t:{int((admission.day_start + timedelta(days=1)).timestamp())}:R>"
+    if reached.limit in ("credits_day", "credits_month"):
+        return _budget_refusal(reached, admission)
     if reached.limit == "active":
         return UserError(
             f"You have {used.active} unfinished jobs, the most this server allows at once "
@@ -102,3 +134,28 @@ def refusal(reached: LimitReached, admission: Admission) -> UserError:
     return UserError(
         f"This server has used all {admission.per_guild_per_day} of its jobs for today; the count resets {reset}."
     )
+
+
+def _budget_refusal(reached: LimitReached, admission: Admission) -> UserError:
+    daily = reached.limit == "credits_day"
+    budget = admission.credits_per_day if daily else admission.credits_per_month
+    spent = (
+        reached.credits.guild_today
+        if daily and reached.credits
+        else reached.credits.guild_month
+        if reached.credits
+        else 0.0
+    )
+    left = max(0.0, budget - spent)
+    resets = admission.day_start + timedelta(days=1) if daily else next_month(admission.day_start)
+    period = "today" if daily else "this month"
+    cost = f" and this job would cost about {credits_text(reached.estimate)}" if reached.estimate else ""
+    return UserError(
+        f"This server's credit budget {period} is {budget:,} credits; {credits_text(left)} are left{cost}, "
+        f"and the budget resets <t:{int(resets.timestamp())}:R>."
+    )
+
+
+def credits_text(amount: float) -> str:
+    """A credit amount as people read it: whole numbers without decimals, others with at most one."""
+    return f"{amount:,.0f}" if float(amount).is_integer() else f"{amount:,.1f}"

@@ -449,9 +449,7 @@ class Scheduler:
             horizon=timedelta(0),
         )
         for job in jobs:
-            self._work.spawn(
-                self._holding([job], self._check_send(job, provider)), f"check the send of job {job.id}"
-            )
+            self._work.spawn(self._holding([job], self._check_send(job, provider)), f"check the send of job {job.id}")
         return len(jobs)
 
     async def _check_send(self, job: Job, provider: VideoProvider) -> None:

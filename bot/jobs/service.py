@@ -41,6 +41,14 @@ class Requester:
     upload_limit: int | None = None
 
 
+def cost_class(provider: str, operation: Operation, resolved: Mapping[str, Any]) -> str:
+    """What a job's price depends on, as far as the providers' price lists show: the model, the length and the
+    resolution (PixVerse calls it quality). Jobs of one class cost about the same."""
+    resolution = resolved.get("resolution", resolved.get("quality"))
+    parts = (provider, operation.value, resolved.get("model"), resolved.get("duration"), resolution)
+    return "/".join("" if part is None else str(part) for part in parts)
+
+
 class JobService:
     """Turns a request into a queued job whose input is kept on disk."""
 
@@ -163,7 +171,8 @@ class JobService:
     ) -> Job:
         key = intake_job_key(intake_id) if intake_id is not None else uuid.uuid4().hex
         described = await asyncio.to_thread(self.inputs.save, key, media)
-        model = params.get("model") or provider.capabilities[operation].resolve(params).get("model")
+        resolved = provider.capabilities[operation].resolve(params)
+        model = params.get("model") or resolved.get("model")
         new = NewJob(
             key=key,
             guild_id=who.guild_id,
@@ -181,6 +190,7 @@ class JobService:
             media=described,
             parent_id=parent_id,
             intake_id=intake_id,
+            cost_class=cost_class(provider.name, operation, resolved),
         )
         try:
             return await self.scheduler.enqueue(new, admission=admission)

@@ -81,6 +81,8 @@ class NewJob:
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
     #: The intake record this job comes from; it is removed in the transaction that writes the job.
     intake_id: int | None = None
+    #: What the job's price depends on; its estimate is taken from earlier jobs of the same class.
+    cost_class: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,10 @@ class Job:
     announce_started_at: datetime | None = None
     #: When Discord refused the interaction token before it was due to expire.
     token_dead_at: datetime | None = None
+    #: What the job's price depends on (see ``cost_class``); jobs of one class cost about the same.
+    cost_class: str | None = None
+    #: The expected cost when the job was written, from earlier jobs of its class; None without history.
+    estimated_credits: float | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -189,6 +195,8 @@ class Job:
             delivery_next_at=_maybe_time(row["delivery_next_at"]),
             announce_started_at=_maybe_time(row["announce_started_at"]),
             token_dead_at=_maybe_time(row["token_dead_at"]),
+            cost_class=row["cost_class"],
+            estimated_credits=row["estimated_credits"],
         )
 
     def __repr__(self) -> str:
@@ -206,6 +214,20 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class CreditUsage:
+    """Credits spent by a member and a server, counted over the jobs the job quotas count.
+
+    A job counts with the credits its provider reported, else its estimate (unfinished jobs hold their
+    estimate, so that jobs in flight cannot together overrun a budget), else nothing.
+    """
+
+    user_today: float = 0.0
+    user_month: float = 0.0
+    guild_today: float = 0.0
+    guild_month: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Admission:
     """Limits checked inside the transaction that writes a new job (0: no limit)."""
 
@@ -213,16 +235,25 @@ class Admission:
     active_per_user: int = 0
     per_user_per_day: int = 0
     per_guild_per_day: int = 0
+    month_start: datetime | None = None
+    #: The server's credit budgets (0: none); checked against the new job's estimate.
+    credits_per_day: int = 0
+    credits_per_month: int = 0
 
 
 class LimitReached(Exception):
     """Writing the job would break one of its Admission limits; nothing was written."""
 
-    def __init__(self, limit: str, usage: Usage) -> None:
+    def __init__(
+        self, limit: str, usage: Usage, *, credits: CreditUsage | None = None, estimate: float | None = None
+    ) -> None:
         super().__init__(f"limit {limit} reached")
-        #: "active", "user_day" or "guild_day".
+        #: "active", "user_day", "guild_day", "credits_day" or "credits_month".
         self.limit = limit
         self.usage = usage
+        self.credits = credits
+        #: What the refused job was expected to cost, if anything was known.
+        self.estimate = estimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +288,9 @@ class GuildSettings:
     max_jobs_per_guild_per_day: int | None = None
     log_channel_id: int | None = None
     allow_dm: bool = True
+    #: Credits the whole server may spend per UTC day and per UTC month; None: no budget.
+    credits_per_day: int | None = None
+    credits_per_month: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> GuildSettings:
@@ -269,6 +303,8 @@ class GuildSettings:
             max_jobs_per_guild_per_day=row["max_jobs_per_guild_per_day"],
             log_channel_id=row["log_channel_id"],
             allow_dm=bool(row["allow_dm"]),
+            credits_per_day=row["credits_per_day"],
+            credits_per_month=row["credits_per_month"],
         )
 
 

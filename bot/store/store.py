@@ -22,6 +22,7 @@ import asyncpg
 from bot.store.engines import MIGRATIONS, Engine, PostgresEngine, SqliteEngine, StoreError, Transaction, migrations
 from bot.store.models import (
     Admission,
+    CreditUsage,
     GuildSettings,
     Intake,
     InvalidTransition,
@@ -185,13 +186,14 @@ class Store:
             if existing is not None:
                 await _drop_intake(db, new.intake_id)
                 return await _fetch(db, int(existing))
+            estimate = await _estimate(db, new.cost_class) if new.cost_class else None
             if admission is not None:
-                await _admit(db, new, admission)
+                await _admit(db, new, admission, estimate)
             inserted = await db.fetch(
                 "INSERT INTO jobs (key, guild_id, channel_id, user_id, message_id, provider, operation, model,"
                 " params, media, state, created_at, updated_at, application_id, interaction_token,"
-                " token_expires_at, upload_limit, parent_id, next_check_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " token_expires_at, upload_limit, parent_id, next_check_at, cost_class, estimated_credits)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (key) DO NOTHING RETURNING id",
                 (
                     new.key,
@@ -213,6 +215,8 @@ class Store:
                     new.upload_limit,
                     new.parent_id,
                     now,
+                    new.cost_class,
+                    estimate,
                 ),
             )
             if not inserted:
@@ -882,13 +886,14 @@ class Store:
             await db.execute(
                 "INSERT INTO guild_settings (guild_id, disabled_providers, allowed_channels, max_active_per_user,"
                 " max_jobs_per_user_per_day, max_jobs_per_guild_per_day, log_channel_id, allow_dm, updated_at,"
-                " updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " updated_by, credits_per_day, credits_per_month) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (guild_id) DO UPDATE SET disabled_providers = excluded.disabled_providers,"
                 " allowed_channels = excluded.allowed_channels, max_active_per_user = excluded.max_active_per_user,"
                 " max_jobs_per_user_per_day = excluded.max_jobs_per_user_per_day,"
                 " max_jobs_per_guild_per_day = excluded.max_jobs_per_guild_per_day,"
                 " log_channel_id = excluded.log_channel_id, allow_dm = excluded.allow_dm,"
-                " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                " updated_at = excluded.updated_at, updated_by = excluded.updated_by,"
+                " credits_per_day = excluded.credits_per_day, credits_per_month = excluded.credits_per_month",
                 (
                     settings.guild_id,
                     json.dumps(sorted(settings.disabled_providers)),
@@ -900,6 +905,8 @@ class Store:
                     int(settings.allow_dm),
                     now,
                     by,
+                    settings.credits_per_day,
+                    settings.credits_per_month,
                 ),
             )
 
@@ -912,6 +919,24 @@ class Store:
         async with self._transaction() as db:
             return await _usage(db, user_id=user_id, guild_id=guild_id, since=_column_value(since))
 
+    async def credit_usage(
+        self, *, user_id: int, guild_id: int | None, day_start: datetime, month_start: datetime
+    ) -> CreditUsage:
+        """Credits a member and a server spent today and this month (see CreditUsage for what counts)."""
+        async with self._transaction() as db:
+            return await _credit_usage(
+                db,
+                user_id=user_id,
+                guild_id=guild_id,
+                day_start=_column_value(day_start),
+                month_start=_column_value(month_start),
+            )
+
+    async def estimate_credits(self, cost_class: str) -> float | None:
+        """What a job of this cost class is expected to cost; None when no earlier job of it reported a cost."""
+        async with self._transaction() as db:
+            return await _estimate(db, cost_class)
+
     async def median_run_seconds(self, provider: str, model: str | None, *, recent: int = 50) -> float | None:
         """The median time from acceptance to success of the recent jobs of a provider and model."""
         rows = await self._rows(
@@ -920,14 +945,14 @@ class Store:
             " ORDER BY finished_at DESC LIMIT ?",
             (provider, model, recent),
         )
-        values = sorted(
-            (datetime.fromisoformat(row["finished_at"]) - datetime.fromisoformat(row["accepted_at"])).total_seconds()
-            for row in rows
+        return _median(
+            [
+                (
+                    datetime.fromisoformat(row["finished_at"]) - datetime.fromisoformat(row["accepted_at"])
+                ).total_seconds()
+                for row in rows
+            ]
         )
-        if not values:
-            return None
-        middle = len(values) // 2
-        return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
 #: Every table of the ledger, each after the tables it refers to.
@@ -978,7 +1003,47 @@ async def _usage(db: Transaction, *, user_id: int, guild_id: int | None, since: 
     return Usage(active=active, user_today=mine, guild_today=server)
 
 
-async def _admit(db: Transaction, new: NewJob, admission: Admission) -> None:
+#: A job's cost as far as budgets go: what its provider reported, else what it was expected to cost.
+_COUNTED_CREDITS = (
+    "SELECT COALESCE(SUM(CASE WHEN created_at >= ? THEN COALESCE(credits, estimated_credits, 0) END), 0),"
+    " COALESCE(SUM(COALESCE(credits, estimated_credits, 0)), 0) FROM jobs"
+    " WHERE {who} = ? AND created_at >= ? AND state NOT IN ('failed', 'rejected')"
+    " AND NOT (state IN ('cancelled', 'timed_out') AND started_at IS NULL)"
+)
+
+
+async def _credit_usage(
+    db: Transaction, *, user_id: int, guild_id: int | None, day_start: str, month_start: str
+) -> CreditUsage:
+    async def spent(column: str, who: int) -> tuple[float, float]:
+        rows = await db.fetch(_COUNTED_CREDITS.format(who=column), (day_start, who, month_start))
+        today, month = next(iter(rows))
+        return float(today), float(month)
+
+    user_today, user_month = await spent("user_id", user_id)
+    if guild_id is None:
+        return CreditUsage(user_today, user_month)
+    return CreditUsage(user_today, user_month, *await spent("guild_id", guild_id))
+
+
+async def _estimate(db: Transaction, cost_class: str, *, recent: int = 25) -> float | None:
+    rows = await db.fetch(
+        "SELECT credits FROM jobs WHERE cost_class = ? AND state = 'succeeded' AND credits IS NOT NULL"
+        " ORDER BY finished_at DESC LIMIT ?",
+        (cost_class, recent),
+    )
+    return _median([float(row[0]) for row in rows])
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+async def _admit(db: Transaction, new: NewJob, admission: Admission, estimate: float | None = None) -> None:
     # Counting and creating are one step for each member and server, in whichever process asks.
     await db.lock(f"admit:user:{new.user_id}")
     if new.guild_id is not None:
@@ -990,6 +1055,24 @@ async def _admit(db: Transaction, new: NewJob, admission: Admission) -> None:
         raise LimitReached("user_day", usage)
     if new.guild_id is not None and admission.per_guild_per_day and usage.guild_today >= admission.per_guild_per_day:
         raise LimitReached("guild_day", usage)
+    if new.guild_id is None or not (admission.credits_per_day or admission.credits_per_month):
+        return
+    assert admission.month_start is not None
+    spent = await _credit_usage(
+        db,
+        user_id=new.user_id,
+        guild_id=new.guild_id,
+        day_start=_column_value(admission.day_start),
+        month_start=_column_value(admission.month_start),
+    )
+    cost = estimate or 0.0
+    for limit, budget, used in (
+        ("credits_day", admission.credits_per_day, spent.guild_today),
+        ("credits_month", admission.credits_per_month, spent.guild_month),
+    ):
+        # Without history the cost is unknown, and the job is let through while anything is left.
+        if budget and (used >= budget or used + cost > budget):
+            raise LimitReached(limit, usage, credits=spent, estimate=estimate)
 
 
 def _checked_columns(fields: Mapping[str, Any]) -> dict[str, Any]:

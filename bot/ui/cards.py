@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import discord
 
+from bot.jobs.admission import credits_text
 from bot.providers import PROVIDER_NAMES
 from bot.store import Job, JobState
 from bot.ui.buttons import JobButton
@@ -95,7 +96,26 @@ def signature(job: Job, eta: Estimate) -> tuple[object, ...]:
     progress = round(job.progress * BAR_CELLS) if job.progress is not None else None
     finish = round(eta.finish_at.timestamp() / 30) if eta.finish_at else None
     checking = job.provider_status if job.state is JobState.SUBMITTING else None
-    return (job.state, progress, job.queue_position, finish, job.error_reason, job.video_url, job.cover_url, checking)
+    return (
+        job.state,
+        progress,
+        job.queue_position,
+        finish,
+        job.error_reason,
+        job.video_url,
+        job.cover_url,
+        checking,
+        cost(job),
+    )
+
+
+def cost(job: Job) -> str | None:
+    """What the job costs, as the card says it: the provider's figure once known, before that the estimate."""
+    if job.credits is not None and job.state in (JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED):
+        return f"{credits_text(job.credits)} credits"
+    if job.estimated_credits is not None and not job.state.finished:
+        return f"about {credits_text(job.estimated_credits)} credits"
+    return None
 
 
 def card(job: Job, eta: Estimate, *, thumbnail: bool) -> discord.Embed:
@@ -126,6 +146,9 @@ def card(job: Job, eta: Estimate, *, thumbnail: bool) -> discord.Embed:
             lines.append(step)
     else:
         lines.append(f"Started {_stamp(job.created_at)}")
+    price = cost(job)
+    if price:
+        lines.append(f"Cost: {price}")
     embed.add_field(name="Status", value="\n".join(lines)[:1024], inline=False)
     for name in SHOWN_OPTIONS.get(job.provider, ()):
         value = job.params.get(name)
@@ -207,6 +230,7 @@ def log_line(job: Job) -> str:
     """One line for a server's log channel."""
     _, words = STATE_LINES[job.state]
     took = f" in {_duration((job.finished_at - job.created_at).total_seconds())}" if job.finished_at else ""
-    credits = f" · {job.credits:g} credits" if job.credits is not None else ""
+    price = cost(job)
+    credits = f" · {price}" if price else ""
     reason = f" · {job.error_reason}" if job.error_reason and job.state is not JobState.SUCCEEDED else ""
     return f"Job {job.id} · {title(job)} · <@{job.user_id}> · {words.lower()}{took}{credits}{reason}"
