@@ -189,6 +189,9 @@ class HiDream(VideoProvider):
                 motion_strength=float(params["motion_strength"]),
             )
             result = await self.submit_img2video(body)
+        # No cost here or in the results: seeds 000, 001 and 003 and the official pages give the submit answer
+        # only task_id and sub_task_ids, and a sub-task result only its status, completion and video URLs; no
+        # balance endpoint is documented either. HiDream jobs therefore carry no credits.
         return Submission(task_id=result.task_id)
 
     async def recover_submission(
