@@ -25,6 +25,7 @@ from typing import Any
 
 from bot.background import TaskSet
 from bot.jobs.inputs import InputMissing, InputStore
+from bot.jobs.returns import LeaseReturns
 from bot.store import Admission, InvalidTransition, Job, JobState, NewJob, Store
 from providers import (
     ErrorKind,
@@ -147,6 +148,7 @@ class Scheduler:
         self._subscribers: list[Subscriber] = []
         self._wake = asyncio.Event()
         self._work = TaskSet(on_done=self._wake.set)
+        self._returns = LeaseReturns(store, self.owner, self._work.spawn)
         self._outbox: asyncio.Queue[Job] = asyncio.Queue()
         self._loop_task: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
@@ -625,11 +627,8 @@ class Scheduler:
             releases[job.id] = fields
             if changed:
                 visible.append(job.id)
-        held = set(await self.store.release(releases, owner=self.owner))
-        shown = [job_id for job_id in visible if job_id in held]
-        if shown:
-            for job in await self.store.get_jobs(shown):
-                self._publish(job)
+        for job in await self._returns.give_back(releases, read=visible):
+            self._publish(job)
 
     def _request_capacity(self, provider: VideoProvider) -> int:
         # One request answers many tasks for a batching provider; otherwise a few are in flight.

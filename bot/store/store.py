@@ -478,16 +478,27 @@ class Store:
         now = self._stamp()
         held: list[int] = []
         async with self._transaction() as db:
-            for job_id, fields in sorted(updates.items()):
-                columns = _checked_columns(fields)
-                assignments = "".join(f"{name} = ?, " for name in columns)
-                changed = await db.execute(
-                    f"UPDATE jobs SET {assignments}lease_owner = NULL, lease_until = NULL, updated_at = ?"  # noqa: S608
-                    " WHERE id = ? AND lease_owner = ?",
-                    (*columns.values(), now, job_id, owner),
+            ids = sorted(updates)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                rows = await db.fetch_held(
+                    f"SELECT id FROM jobs WHERE id IN ({marks}) AND lease_owner = ? ORDER BY id",  # noqa: S608
+                    (*chunk, owner),
                 )
-                if changed == 1:
-                    held.append(job_id)
+                held.extend(int(row[0]) for row in rows)
+            # Rows that set the same columns go in one statement: a poll round releases many jobs at once.
+            statements: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+            for job_id in held:
+                columns = _checked_columns(updates[job_id])
+                statements.setdefault(tuple(columns), []).append((*columns.values(), now, job_id))
+            for names, values in statements.items():
+                assignments = "".join(f"{name} = ?, " for name in names)
+                await db.executemany(
+                    f"UPDATE jobs SET {assignments}lease_owner = NULL, lease_until = NULL, updated_at = ?"  # noqa: S608
+                    " WHERE id = ?",
+                    values,
+                )
         return held
 
     async def renew_leases(self, owners: Sequence[str], lease: timedelta) -> int:
