@@ -182,7 +182,8 @@ class Store:
         """
         now = self._stamp()
         async with self._transaction() as db:
-            existing = await _scalar(db, "SELECT id FROM jobs WHERE key = ?", (new.key,))
+            # Only a job that may be refused needs the look first; otherwise the insert finds a known key itself.
+            existing = await _scalar(db, "SELECT id FROM jobs WHERE key = ?", (new.key,)) if admission else None
             if existing is not None:
                 await _drop_intake(db, new.intake_id)
                 return await _fetch(db, int(existing))
@@ -194,7 +195,7 @@ class Store:
                 " params, media, state, created_at, updated_at, application_id, interaction_token,"
                 " token_expires_at, upload_limit, parent_id, next_check_at, cost_class, estimated_credits)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (key) DO NOTHING RETURNING id",
+                " ON CONFLICT (key) DO NOTHING RETURNING *",
                 (
                     new.key,
                     new.guild_id,
@@ -223,11 +224,11 @@ class Store:
                 # Another process made the job from the same intake a moment ago.
                 await _drop_intake(db, new.intake_id)
                 return await _fetch(db, int(await _scalar(db, "SELECT id FROM jobs WHERE key = ?", (new.key,))))
-            job_id = int(inserted[0][0])
+            job = Job.from_row(inserted[0])
             await db.notify()
-            await _add_event(db, job_id, now, None, JobState.QUEUED, "created")
+            await _add_event(db, job.id, now, None, JobState.QUEUED, "created")
             await _drop_intake(db, new.intake_id)
-            return await _fetch(db, job_id)
+            return job
 
     async def get_job(self, job_id: int) -> Job | None:
         jobs = await self._select("SELECT * FROM jobs WHERE id = ?", (job_id,))
