@@ -157,6 +157,8 @@ class Scheduler:
         self._polls_in_flight: Counter[str] = Counter()
         self._poll_slots: dict[str, asyncio.Semaphore] = {}
         self._blocked_until: dict[str, datetime | None] = {}
+        #: For a provider that batches polls: no new round of polls before this moment.
+        self._next_round: dict[str, datetime] = {}
         self._queues_changed: set[str] = set(providers)
         self._next_maintenance = 0.0
         self.first_poll_at: float | None = None
@@ -292,8 +294,11 @@ class Scheduler:
         due = await self.store.due_times(list(self.providers))
         now = self.store.now()
         moments = [now + timedelta(seconds=MAX_SLEEP)]
-        if due.checks is not None:
-            moments.append(due.checks)
+        if due.sends is not None:
+            moments.append(due.sends)
+        for name, moment in due.polls.items():
+            gate = self._next_round.get(name)
+            moments.append(max(moment, gate) if gate is not None else moment)
         for name, moment in due.queued.items():
             if moment > now:
                 moments.append(moment)
@@ -512,7 +517,12 @@ class Scheduler:
         slots = self._request_capacity(provider) * POLL_BACKLOG - self._polls_in_flight[provider.name]
         if slots <= 0:
             return 0
-        # Tasks due soon ride along in a batch, so requests go out full instead of one per task.
+        now = self.store.now()
+        gate = self._next_round.get(provider.name)
+        if gate is not None and now < gate:
+            return 0
+        # Tasks due soon ride along in a batch, so requests go out full instead of one per task; and rounds
+        # are that far apart, or each task falling due would start a round of its own, mostly part-empty.
         horizon = timedelta(seconds=self.settings.poll_interval / 2 if size > 1 else 0)
         jobs = await self.store.claim_due(
             provider.name,
@@ -522,6 +532,9 @@ class Scheduler:
             limit=slots * size,
             horizon=horizon,
         )
+        if jobs and size > 1 and len(jobs) < slots * size:
+            # Everything due within the horizon went; what the slots left behind goes as soon as they free.
+            self._next_round[provider.name] = now + horizon
         groups = [jobs[start : start + size] for start in range(0, len(jobs), size)]
         for group in groups:
             self._polls_in_flight[provider.name] += 1

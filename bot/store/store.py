@@ -12,7 +12,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,10 @@ class DueTimes:
     #: Per provider, the earliest queued job's moment.
     queued: dict[str, datetime]
     delivery: datetime | None
+    #: Per provider, the earliest poll of a running job, and the earliest check of a job being sent (both
+    #: also in ``checks``).
+    polls: dict[str, datetime] = field(default_factory=dict)
+    sends: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -616,7 +620,9 @@ class Store:
             list(providers),
         )
         queued: dict[str, datetime] = {}
+        polls: dict[str, datetime] = {}
         checks: list[datetime] = []
+        sends: list[datetime] = []
         for provider, state, earliest in rows:
             if earliest is None:
                 continue
@@ -625,6 +631,10 @@ class Store:
                 queued[provider] = moment
             else:
                 checks.append(moment)
+                if state == JobState.RUNNING.value:
+                    polls[provider] = moment
+                else:
+                    sends.append(moment)
         delivery = await self._rows(
             "SELECT MIN(CASE WHEN lease_until > delivery_next_at THEN lease_until ELSE delivery_next_at END) FROM jobs"
             " WHERE delivery = 'pending' AND delivery_next_at IS NOT NULL"
@@ -635,6 +645,8 @@ class Store:
             checks=min(checks) if checks else None,
             queued=queued,
             delivery=datetime.fromisoformat(announce) if announce else None,
+            polls=polls,
+            sends=min(sends) if sends else None,
         )
 
     async def jobs_of_other_providers(self, providers: Sequence[str]) -> list[Job]:
