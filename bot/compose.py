@@ -21,6 +21,7 @@ from bot.jobs.retention import Retention
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.scheduler_settings import scheduler_settings
 from bot.jobs.service import JobService
+from bot.metrics import Metrics
 from bot.providers import build_providers
 from bot.store import Store
 from bot.ui.app import AnimateBot
@@ -42,11 +43,13 @@ async def assemble(
     now: Callable[[], datetime] = utc_now,
     **bot_options: Any,
 ) -> AsyncIterator[AnimateBot]:
-    """The bot with its providers, ledger, scheduler, job service, presenter and health server.
+    """The bot with its providers, ledger, scheduler, job service, presenter, metrics and health server.
 
     Everything is closed on exit, in the reverse order.
     """
-    providers = build_providers(settings, session)
+    metrics = Metrics()
+    providers = build_providers(settings, session, metrics)
+    metrics.track(providers)
     if providers:
         log.info("Providers enabled: %s", ", ".join(sorted(providers)))
     else:
@@ -63,7 +66,9 @@ async def assemble(
             job_retention=timedelta(days=settings.job_retention_days) if settings.job_retention_days else None,
         )
         lease = timedelta(seconds=settings.lease_seconds)
-        scheduler = Scheduler(store, providers, inputs, scheduler_settings(settings), maintenance=retention)
+        scheduler = Scheduler(
+            store, providers, inputs, scheduler_settings(settings), maintenance=retention, observer=metrics
+        )
         jobs = JobService(providers, scheduler, inputs, session, preparation=preparation)
         presenter = Presenter(
             store,
@@ -74,6 +79,7 @@ async def assemble(
             can_stylize="hidream" in providers,
             now=now,
             lease=lease,
+            on_announced=metrics.announced,
         )
         intakes = IntakeDesk(store, jobs, inputs, presenter, now=now, lease=lease)
         leases = LeaseKeeper(
@@ -94,6 +100,7 @@ async def assemble(
             presenter=presenter,
             intakes=intakes,
             now=now,
+            http_trace=metrics.discord_trace(),
             **bot_options,
         ) as bot:
 
@@ -104,6 +111,7 @@ async def assemble(
                 {"gateway": bot.gateway_ok, "database": store.check_writable, "scheduler": scheduler_ok},
                 host=settings.health_host,
                 port=settings.health_port,
+                metrics=lambda: metrics.render(store),
             )
             if settings.health_port:
                 await health.start()

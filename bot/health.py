@@ -1,6 +1,7 @@
-"""``/healthz``: the running bot's liveness over HTTP, for the container's HEALTHCHECK.
+"""``/healthz``: the running bot's liveness over HTTP, for the container's HEALTHCHECK; ``/metrics``: its
+Prometheus metrics.
 
-200 when the gateway is connected, the ledger takes writes and the scheduler's scheduler runs;
+/healthz answers 200 when the gateway is connected, the ledger takes writes and the scheduler runs;
 503 naming each part that is not, otherwise.
 """
 
@@ -13,17 +14,28 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
 
 Probe = Callable[[], Awaitable[bool]]
+#: The Prometheus text exposition, produced when scraped.
+Exposition = Callable[[], Awaitable[bytes]]
 
 
 class HealthServer:
-    """A tiny HTTP server answering ``GET /healthz`` from the given probes."""
+    """A tiny HTTP server answering ``GET /healthz`` from the given probes and, with ``metrics``, ``GET /metrics``."""
 
-    def __init__(self, probes: dict[str, Probe], *, host: str, port: int) -> None:
+    def __init__(
+        self,
+        probes: dict[str, Probe],
+        *,
+        host: str,
+        port: int,
+        metrics: Exposition | None = None,
+    ) -> None:
         self.probes = probes
+        self.metrics = metrics
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
@@ -31,6 +43,8 @@ class HealthServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
+        if self.metrics is not None:
+            app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -55,6 +69,12 @@ class HealthServer:
                 failing.append(name)
         body = {"status": "failing" if failing else "ok", "failing": failing}
         return web.json_response(body, status=503 if failing else 200)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        assert self.metrics is not None
+        body = await self.metrics()
+        # CONTENT_TYPE_LATEST carries its own charset parameter, which aiohttp's content_type= refuses.
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def probe_url(url: str, *, timeout: float = 5.0) -> tuple[bool, str]:

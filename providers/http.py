@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import aiohttp
@@ -68,6 +69,23 @@ class HttpResponse:
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class EndpointKind(StrEnum):
+    """What a request to a provider is for, as operators count them."""
+
+    CREATE = "create"
+    POLL = "poll"
+    CANCEL = "cancel"
+    UPLOAD = "upload"
+    CHECK = "check"
+    LIST = "list"
+
+
+#: Told of every request sent: (provider, endpoint kind, outcome, seconds). The outcome is "ok" or the
+#: ErrorKind of the error the answer became.
+RequestObserver = Callable[[str, EndpointKind, str, float], None]
+OK = "ok"
+
+
 class ProviderHTTP:
     """One provider's view of the shared aiohttp session."""
 
@@ -81,6 +99,7 @@ class ProviderHTTP:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.session = session
         self.provider = provider
@@ -89,12 +108,14 @@ class ProviderHTTP:
         self.retry = retry or RetryPolicy()
         self._secrets = tuple(secret for secret in secrets if secret)
         self._sleep = sleep
+        self._observer = observer
 
     async def request(
         self,
         method: str,
         path: str,
         *,
+        kind: EndpointKind,
         parse: Callable[[HttpResponse], T],
         idempotent: bool,
         headers: Mapping[str, str] | None = None,
@@ -111,6 +132,7 @@ class ProviderHTTP:
         """
         attempts = self.retry.attempts if idempotent else 1
         for attempt in range(1, attempts + 1):
+            started = time.perf_counter()
             try:
                 sent_headers = dict(headers or {})
                 if headers_factory is not None:
@@ -130,8 +152,9 @@ class ProviderHTTP:
                         self.provider,
                         f"the server answered HTTP {response.status}, so it is unknown whether the job was created",
                     )
-                return self._parse(parse, response, idempotent=idempotent)
+                parsed = self._parse(parse, response, idempotent=idempotent)
             except ProviderError as exc:
+                self._observe(kind, exc.kind.value, started)
                 self._scrub(exc)
                 delay = self._retry_delay(exc, attempt) if attempt < attempts else None
                 if delay is None:
@@ -147,7 +170,14 @@ class ProviderHTTP:
                     delay,
                 )
                 await self._sleep(delay)
+            else:
+                self._observe(kind, OK, started)
+                return parsed
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _observe(self, kind: EndpointKind, outcome: str, started: float) -> None:
+        if self._observer is not None:
+            self._observer(self.provider, kind, outcome, time.perf_counter() - started)
 
     def _parse(self, parse: Callable[[HttpResponse], T], response: HttpResponse, *, idempotent: bool) -> T:
         try:

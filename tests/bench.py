@@ -41,6 +41,14 @@ while jobs wait for room (the fakes share the process, idle but for a poll of th
 The throughput run opens a ledger alone, creates jobs, then walks each from queued through submitting
 and running to succeeded with ``Store.transition``, one asyncio task per job, and counts state changes
 per second.
+
+The metrics section (``--metrics`` runs it alone; it follows the ledger section otherwise) measures the
+issue 12 targets. The scrape run fills a SQLite ledger with 100,000 jobs (one executemany; 2 % of them
+unfinished, as in a busy bot with a long history), serves ``/metrics`` from the bot's health server and
+times SCRAPES scrapes over HTTP after one warm-up. The overhead compares the CPU per 1,000 jobs of the
+main run with and without metrics (the provider clients' observer, the scheduler's observer and a scrape
+every SCRAPE_INTERVAL seconds, as Prometheus would); it is measured at N = 1,000, not 10,000, so that it
+does not add two more 10,000-job runs; Discord's REST requests are not part of the bench.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ import os
 import platform
 import random
 import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -71,9 +80,11 @@ import aiohttp
 from PIL import ExifTags, Image
 from pydantic import SecretStr
 
+from bot.health import HealthServer
 from bot.jobs.inputs import InputStore
 from bot.jobs.preparation import PreparationPool
 from bot.jobs.scheduler import ProviderLimits, Scheduler, SchedulerSettings
+from bot.metrics import Metrics
 from bot.store import Job, JobState, NewJob, Store
 from providers import Operation, VideoProvider
 from providers.hidream import HiDream
@@ -151,6 +162,17 @@ MAX_IDLE_CPU_SHARE = 0.02
 THROUGHPUT_JOBS = 2_000
 MIN_TRANSITIONS_PER_SECOND = 1_000.0
 THROUGHPUT_WALK = (JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED)
+
+#: The metrics section's sizes and targets (issue 12).
+SCRAPE_LEDGER_SIZE = 100_000
+SCRAPE_UNFINISHED_SHARE = 0.02
+SCRAPES = 20
+MAX_SCRAPE_MS = 200.0
+OVERHEAD_SIZE = 1_000
+#: Prometheus' default scrape interval; the quick run scrapes every second to exercise it at all.
+SCRAPE_INTERVAL = 15.0
+QUICK_SCRAPE_INTERVAL = 1.0
+MAX_METRICS_CPU_OVERHEAD = 0.05
 
 RESULT_MARK = "BENCH-RESULT "
 Result = dict[str, Any]
@@ -275,10 +297,17 @@ class World:
     store: Store
     inputs: InputStore
     media: dict[str, dict[str, Any]]
+    metrics: Metrics | None = None
 
     def scheduler(self, observer: Observer, *, max_running: int | None = None) -> Scheduler:
         limits = {name: ProviderLimits(max_running=max_running) for name in PROVIDERS}
-        scheduler = Scheduler(self.store, self.providers, self.inputs, SchedulerSettings(POLL_INTERVAL, limits=limits))
+        scheduler = Scheduler(
+            self.store,
+            self.providers,
+            self.inputs,
+            SchedulerSettings(POLL_INTERVAL, limits=limits),
+            observer=self.metrics,
+        )
         scheduler.subscribe(observer)
         return scheduler
 
@@ -301,7 +330,7 @@ class World:
 
 @contextlib.asynccontextmanager
 async def world(
-    total: int, queue_seconds: Mapping[str, float], run_seconds: Mapping[str, float]
+    total: int, queue_seconds: Mapping[str, float], run_seconds: Mapping[str, float], *, metrics: Metrics | None = None
 ) -> AsyncIterator[World]:
     fakes: dict[str, Any] = {
         "hidream": FakeHiDream(
@@ -335,12 +364,29 @@ async def world(
         async with fakes["hidream"], fakes["pixverse"], fakes["vidu"], aiohttp.ClientSession() as session:
             # As bot/providers.py builds them: default retries, the default timeout.
             urls = {name: fake.base_url for name, fake in fakes.items()}
+            observers = {name: metrics.provider_observer(name) if metrics else None for name in PROVIDERS}
             providers: dict[str, VideoProvider] = {
-                "hidream": HiDream(session, SecretStr(KEYS["hidream"]), base_url=urls["hidream"], timeout=HTTP_TIMEOUT),
-                "pixverse": PixVerse(
-                    session, SecretStr(KEYS["pixverse"]), base_url=urls["pixverse"], timeout=HTTP_TIMEOUT
+                "hidream": HiDream(
+                    session,
+                    SecretStr(KEYS["hidream"]),
+                    base_url=urls["hidream"],
+                    timeout=HTTP_TIMEOUT,
+                    observer=observers["hidream"],
                 ),
-                "vidu": Vidu(session, SecretStr(KEYS["vidu"]), base_url=urls["vidu"], timeout=HTTP_TIMEOUT),
+                "pixverse": PixVerse(
+                    session,
+                    SecretStr(KEYS["pixverse"]),
+                    base_url=urls["pixverse"],
+                    timeout=HTTP_TIMEOUT,
+                    observer=observers["pixverse"],
+                ),
+                "vidu": Vidu(
+                    session,
+                    SecretStr(KEYS["vidu"]),
+                    base_url=urls["vidu"],
+                    timeout=HTTP_TIMEOUT,
+                    observer=observers["vidu"],
+                ),
             }
             store = await Store.open(Path(folder) / "bot.db")
             try:
@@ -352,7 +398,9 @@ async def world(
                     assert provider.validate(Operation.IMAGE_TO_VIDEO, PARAMS[name]) == []
                     prepared = provider.prepare_media(Operation.IMAGE_TO_VIDEO, data)
                     media[name] = inputs.save(f"bench-{name}", prepared)
-                yield World(fakes, providers, store, inputs, media)
+                if metrics is not None:
+                    metrics.track(providers)
+                yield World(fakes, providers, store, inputs, media, metrics)
             finally:
                 await store.close()
 
@@ -405,19 +453,34 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-async def main_run(total: int, *, quick: bool) -> Result:
-    """Every job from enqueue to its end."""
+async def scrape_forever(metrics: Metrics, store: Store, interval: float, scrapes: list[float]) -> None:
+    """What Prometheus costs the bot: a render of /metrics, ledger gauges included, every ``interval`` s."""
+    while True:
+        await asyncio.sleep(interval)
+        started = time.perf_counter()
+        await metrics.render(store)
+        scrapes.append(time.perf_counter() - started)
+
+
+async def main_run(total: int, *, quick: bool, with_metrics: bool = False) -> Result:
+    """Every job from enqueue to its end; ``with_metrics`` adds what collecting metrics costs."""
     cpu_started = time.process_time()
-    progress = Progress(f"main    N={total:,}")
+    progress = Progress(f"main    N={total:,}" + (" +metrics" if with_metrics else ""))
     handler = CountingHandler()
     logging.getLogger().addHandler(handler)
     queue_seconds, run_seconds = timings(quick)
-    async with world(total, queue_seconds, run_seconds) as here:
+    metrics = Metrics() if with_metrics else None
+    scrapes: list[float] = []
+    async with world(total, queue_seconds, run_seconds, metrics=metrics) as here:
         observer = Observer(here.fakes, total)
         scheduler = here.scheduler(observer)
         watcher = BatchWatcher(scheduler, observer, here.providers["hidream"].poll_batch_size)
         await scheduler.start()
         watching = asyncio.create_task(watcher.run(), name="batch watcher")
+        if metrics is not None:
+            interval = QUICK_SCRAPE_INTERVAL if quick else SCRAPE_INTERVAL
+            scraping = asyncio.create_task(scrape_forever(metrics, here.store, interval, scrapes), name="scrapes")
+            watching.add_done_callback(lambda _: scraping.cancel())
         try:
             enqueue_started = progress(f"enqueueing {total:,} jobs")
             await here.enqueue(scheduler, total)
@@ -454,6 +517,8 @@ async def main_run(total: int, *, quick: bool) -> Result:
         "cpu_per_1000": cpu / total * 1000,
         "wall_seconds": time.monotonic() - progress.started,
         "log": dict(handler.counts),
+        "metrics": with_metrics,
+        "scrapes": len(scrapes),
     }
 
 
@@ -766,8 +831,8 @@ def describe(quick: bool) -> str:
     )
 
 
-def measure(kind: str, size: int, quick: bool) -> Result:
-    command = [sys.executable, "-m", "tests.bench", f"--{kind}", str(size), *(["--quick"] if quick else [])]
+def measure(kind: str, size: int, quick: bool, *extra: str) -> Result:
+    command = [sys.executable, "-m", "tests.bench", f"--{kind}", str(size), *(["--quick"] if quick else []), *extra]
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)  # noqa: S603
     line = next(line for line in reversed(done.stdout.splitlines()) if line.startswith(RESULT_MARK))
     result: Result = json.loads(line.removeprefix(RESULT_MARK))
@@ -1010,6 +1075,119 @@ def ledger_section(restarts: list[Result], *, quick: bool) -> str:
     return "\n".join(text)
 
 
+# The metrics section (issue 12).
+
+UNFINISHED_STATES = ("queued", "submitting", "running")
+FINISHED_MIX = ("succeeded",) * 8 + ("failed", "cancelled")
+
+
+def fill_ledger(path: Path, total: int) -> Counter[tuple[str, str]]:
+    """``total`` jobs written straight into a migrated SQLite ledger in one executemany; the unfinished
+    jobs by (provider, state)."""
+    unfinished: Counter[tuple[str, str]] = Counter()
+    draw = random.Random(total)
+    moment = "2025-01-01T00:00:00.000000+00:00"
+    rows = []
+    for index in range(total):
+        provider = PROVIDERS[index % len(PROVIDERS)]
+        if draw.random() < SCRAPE_UNFINISHED_SHARE:
+            state = draw.choice(UNFINISHED_STATES)
+            unfinished[(provider, state)] += 1
+        else:
+            state = draw.choice(FINISHED_MIX)
+        rows.append(
+            (f"scrape-{index}", 100, 1_000 + index % 500, provider, "image_to_video", "{}", "{}", state, moment, moment)
+        )
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.executemany(
+            "INSERT INTO jobs (key, channel_id, user_id, provider, operation, params, media, state, created_at,"
+            " updated_at, delivery) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'delivered')",
+            rows,
+        )
+    return unfinished
+
+
+async def scrape_run(total: int, scrapes: int = SCRAPES) -> Result:
+    """``/metrics`` served over HTTP by the health server with ``total`` jobs in the ledger."""
+    with tempfile.TemporaryDirectory(prefix="bench-scrape-") as folder:
+        path = Path(folder) / "bot.db"
+        await (await Store.open(path)).close()
+        fill_started = time.monotonic()
+        unfinished = fill_ledger(path, total)
+        fill_seconds = time.monotonic() - fill_started
+        store = await Store.open(path)
+        metrics = Metrics()
+        metrics.track(PROVIDERS)
+        health = HealthServer({}, host="127.0.0.1", port=0, metrics=lambda: metrics.render(store))
+        await health.start()
+        try:
+            url = f"http://127.0.0.1:{health.port}/metrics"
+            timings_ms: list[float] = []
+            async with aiohttp.ClientSession() as session:
+                for attempt in range(scrapes + 1):
+                    started = time.perf_counter()
+                    async with session.get(url) as response:
+                        response.raise_for_status()
+                        text = await response.text()
+                    if attempt:  # the first one warms the caches up
+                        timings_ms.append((time.perf_counter() - started) * 1000)
+        finally:
+            await health.stop()
+            await store.close()
+    queued = sum(count for (_, state), count in unfinished.items() if state == "queued")
+    return {
+        "n": total,
+        "unfinished": sum(unfinished.values()),
+        "fill_seconds": fill_seconds,
+        "median_ms": percentile(timings_ms, 0.5),
+        "slowest_ms": max(timings_ms),
+        "scrapes": len(timings_ms),
+        "queued_ok": f'animate_jobs_queued{{provider="hidream"}} {float(unfinished[("hidream", "queued")])}' in text,
+        "queued": queued,
+        "bytes": len(text),
+    }
+
+
+def cpu_overhead(without: Result, with_metrics: Result) -> float:
+    """The extra CPU per 1,000 jobs that collecting metrics took, as a share of the run without."""
+    return float(with_metrics["cpu_per_1000"] / without["cpu_per_1000"] - 1)
+
+
+def metrics_section(mains: list[Result], *, quick: bool) -> str:
+    """The issue 12 targets: serving /metrics with 100,000 jobs in the ledger, and the CPU metrics add to the
+    main run (at OVERHEAD_SIZE jobs, or QUICK_SIZE with ``quick``; the run without metrics is taken from
+    ``mains`` when it has that size)."""
+    scrape = measure("scrape", SCRAPE_LEDGER_SIZE, quick)
+    size = QUICK_SIZE if quick else OVERHEAD_SIZE
+    without = next((run for run in mains if run["n"] == size and not run.get("metrics")), None)
+    without = without or measure("main", size, quick)
+    with_metrics = measure("main", size, quick, "--with-metrics")
+    overhead = cpu_overhead(without, with_metrics)
+    rows = [
+        (
+            f"serve /metrics, {scrape['n']:,} jobs in the ledger",
+            f"median {scrape['median_ms']:.1f} ms, slowest {scrape['slowest_ms']:.1f} ms of {scrape['scrapes']} "
+            f"({scrape['unfinished']:,} unfinished, {scrape['bytes']:,} bytes; ledger filled in "
+            f"{scrape['fill_seconds']:.1f} s)",
+            f"< {MAX_SCRAPE_MS:g} ms",
+            verdict(scrape["queued_ok"] and scrape["median_ms"] < MAX_SCRAPE_MS),
+        ),
+        (
+            f"CPU added by metrics, main run N={size:,}",
+            f"{overhead:+.1%} ({without['cpu_per_1000']:.2f} s without, {with_metrics['cpu_per_1000']:.2f} s with, "
+            f"per 1,000 jobs; {with_metrics['scrapes']} scrapes)",
+            f"< {MAX_METRICS_CPU_OVERHEAD:.0%} (measured at N={size:,}, not 10,000)",
+            verdict(overhead < MAX_METRICS_CPU_OVERHEAD and with_metrics["scrapes"] > 0),
+        ),
+    ]
+    header = ("metrics (issue 12)", "measured", "target", "")
+    lines = [header, *rows]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(text)
+
+
 def postgres_section_after(mains: list[Result], *, quick: bool) -> str:
     """The PostgreSQL run (tests/bench_postgres.py) at QUICK_SIZE or TARGET_SIZE, against this bench's main run
     of the same size."""
@@ -1040,6 +1218,11 @@ def main(argv: list[str] | None = None) -> int:
         help="only the PostgreSQL run of N jobs across 3 processes, with the one-process main run it is compared with",
     )
     parser.add_argument("--media", action="store_true", help="only the media section (image preparation)")
+    parser.add_argument(
+        "--metrics", action="store_true", help="only the metrics section (/metrics at 100,000 jobs, CPU overhead)"
+    )
+    parser.add_argument("--scrape", type=int, metavar="N", help="only the /metrics run with N jobs; prints JSON")
+    parser.add_argument("--with-metrics", action="store_true", help="the main run collects metrics")
     parser.add_argument("--media-case", metavar="JSON", help="one media case; prints JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, handlers=[logging.NullHandler()])
@@ -1050,6 +1233,17 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         print(f"python -m tests.bench --media ({os.cpu_count()} CPUs, Python {platform.python_version()})", flush=True)
         print(media_section())
+        print(f"Total time {time.monotonic() - started:.0f} s")
+        return 0
+    if args.scrape is not None:
+        print(RESULT_MARK + json.dumps(asyncio.run(scrape_run(args.scrape))), flush=True)
+        return 0
+    if args.metrics:
+        started = time.monotonic()
+        print(
+            f"python -m tests.bench --metrics ({os.cpu_count()} CPUs, Python {platform.python_version()})", flush=True
+        )
+        print(metrics_section([], quick=args.quick))
         print(f"Total time {time.monotonic() - started:.0f} s")
         return 0
     if args.idle is not None or args.throughput is not None:
@@ -1073,7 +1267,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.main is not None or args.restart is not None:
         run = (
-            main_run(args.main, quick=args.quick)
+            main_run(args.main, quick=args.quick, with_metrics=args.with_metrics)
             if args.main is not None
             else restart_run(args.restart, quick=args.quick)
         )
@@ -1095,6 +1289,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Log records at WARNING or above: {logged}")
     print(postgres_section_after(mains, quick=args.quick))
     print(ledger_section(restarts, quick=args.quick))
+    print(metrics_section(mains, quick=args.quick))
     print(media_section())
     print(f"Total time {time.monotonic() - started:.0f} s")
     return 0

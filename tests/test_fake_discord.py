@@ -500,6 +500,19 @@ async def test_scripted_server_errors_answer_then_the_route_works_again(fake: Fa
     assert fake.pending_failures() == 0
 
 
+async def test_a_scripted_429_is_waited_out_by_discord_py_and_counted_as_invalid(
+    fake: FakeDiscord, bot: EchoBot
+) -> None:
+    channel = text_channel(bot, fake)
+    fake.fail_requests("POST", rf"/channels/{channel.id}/messages$", status=429)
+    await channel.send("delivered")
+    assert [message.content for message in fake.messages(fake.channel)] == ["delivered"]
+    sends = fake.requests_to("POST", rf"/channels/{channel.id}/messages")
+    assert [record.status for record in sends] == [429, 200]
+    assert fake.rate_limited == [sends[0]] == fake.invalid_requests
+    assert sends[0].response_headers["X-RateLimit-Scope"] == "user"
+
+
 async def test_deleted_message_is_unknown(fake: FakeDiscord, bot: EchoBot) -> None:
     channel = text_channel(bot, fake)
     message = await channel.send("temporary")

@@ -25,6 +25,7 @@ from typing import Any
 
 from bot.background import TaskSet
 from bot.jobs.inputs import InputMissing, InputStore
+from bot.jobs.observer import JobObserver
 from bot.jobs.returns import LeaseReturns
 from bot.store import Admission, InvalidTransition, Job, JobState, NewJob, Store
 from providers import (
@@ -136,6 +137,7 @@ class Scheduler:
         *,
         clock: Clock = time.monotonic,
         maintenance: Callable[[], Awaitable[None]] | None = None,
+        observer: JobObserver | None = None,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -143,6 +145,7 @@ class Scheduler:
         self.settings = settings or SchedulerSettings()
         self._clock = clock
         self._maintenance = maintenance
+        self._observer = observer
         #: This process's name on the leases it takes.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._subscribers: list[Subscriber] = []
@@ -219,6 +222,8 @@ class Scheduler:
     async def enqueue(self, new: NewJob, *, admission: Admission | None = None) -> Job:
         """Record a new job, queued; with ``admission``, only if the limits still allow it (LimitReached)."""
         job = await self.store.create_job(new, admission=admission)
+        if self._observer is not None:
+            self._observer.job_created(job)
         self._queue_changed(job.provider)
         return job
 
@@ -352,10 +357,12 @@ class Scheduler:
         try:
             submission = await provider.submit(request, idempotency_key=attempt_key(job.key, job.submit_attempts))
         except SubmitOutcomeUnknown as exc:
+            self._refused(job.provider, "create", exc)
             log.warning("job %s: %s; checking with %s", job.id, exc, provider.display_name)
             await self._check_again(job, provider, soon=True)
             return
         except ProviderError as exc:
+            self._refused(job.provider, "create", exc)
             await self._submit_refused(job, provider, exc)
             return
         await self._accept(job, provider, submission)
@@ -569,6 +576,7 @@ class Scheduler:
                 statuses = await provider.poll(tasks)
             results = list(zip(group, statuses, strict=True))
         except ProviderError as exc:
+            self._refused(provider.name, "poll", exc)
             results = [(job, exc) for job in group]
         finally:
             self._polls_in_flight[provider.name] -= 1
@@ -714,6 +722,8 @@ class Scheduler:
         reason = f"The job waited in the queue for more than {_duration(timeout)}, so it was not sent."
         for job in await self.store.expire_queued(self.store.now() - timeout, reason):
             log.info("job %d: timed_out (%s)", job.id, reason)
+            if self._observer is not None:
+                self._observer.job_finished(job)
             self._publish(job)
             self._queues_changed.add(job.provider)
 
@@ -805,7 +815,13 @@ class Scheduler:
         """Every state change goes through here: the ledger records it, the log gets one line."""
         job = await self.store.transition(job_id, state, detail=detail, expect=expect, owner=owner, **fields)
         log.info("job %d: %s (%s)", job_id, state.value, detail)
+        if state.finished and self._observer is not None:
+            self._observer.job_finished(job)
         return job
+
+    def _refused(self, provider: str, endpoint: str, error: ProviderError) -> None:
+        if self._observer is not None:
+            self._observer.refused(provider, endpoint, error)
 
     async def _get(self, job_id: int) -> Job:
         job = await self.store.get_job(job_id)

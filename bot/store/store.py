@@ -978,6 +978,14 @@ class Store:
             ]
         )
 
+    async def unfinished_counts(self) -> dict[tuple[str, str], int]:
+        """How many jobs are queued, being sent and running now, by (provider, state)."""
+        rows = await self._rows(
+            "SELECT provider, state, COUNT(*) AS jobs FROM jobs"
+            " WHERE state IN ('queued', 'submitting', 'running') GROUP BY provider, state"
+        )
+        return {(row["provider"], row["state"]): int(row["jobs"]) for row in rows}
+
 
 #: Every table of the ledger, each after the tables it refers to.
 _TABLES = ("guild_settings", "provider_state", "jobs", "job_events", "intakes")

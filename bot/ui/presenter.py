@@ -121,8 +121,11 @@ class Presenter:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         lease: timedelta = DELIVERY_LEASE,
+        on_announced: Callable[[str, float], None] | None = None,
     ) -> None:
         self.lease = lease
+        #: Told (provider, seconds since the job finished) after each announcement is posted.
+        self.on_announced = on_announced
         self._client: discord.Client | None = None
         self.store = store
         self.inputs = inputs
@@ -334,6 +337,8 @@ class Presenter:
             else:
                 await self.store.mark_announce_started(job.id, owner=self.owner)
                 await self._announce(job, final if card.gone or job.message_id is None else None)
+                if self.on_announced is not None and job.finished_at is not None:
+                    self.on_announced(job.provider, (self._now() - job.finished_at).total_seconds())
             await self.mark_delivered(job.id)
             await self._log_line(job)
             self._cards.pop(job.id, None)

@@ -45,8 +45,10 @@ from providers.hidream.models import (
     VideoEditRequest,
 )
 from providers.http import (
+    EndpointKind,
     HttpResponse,
     ProviderHTTP,
+    RequestObserver,
     RetryPolicy,
     decode_json,
     error_for_status,
@@ -94,6 +96,7 @@ class HiDream(VideoProvider):
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         batch_size: int = BATCH_SIZE,
+        observer: RequestObserver | None = None,
     ) -> None:
         self._key = api_key
         self._http = ProviderHTTP(
@@ -103,6 +106,7 @@ class HiDream(VideoProvider):
             secrets=[api_key.get_secret_value()],
             timeout=timeout,
             retry=retry,
+            observer=observer,
         )
         self.batch_size = batch_size
         self._unknown_states = UnknownStates(NAME)
@@ -129,6 +133,7 @@ class HiDream(VideoProvider):
         return await self._http.request(
             "POST",
             f"/api-pub/gw/v2/video/{module.value}/async/results/batch",
+            kind=EndpointKind.POLL,
             headers=self._headers(),
             json_body=body.model_dump(exclude_none=True),
             parse=lambda response: validate_model(NAME, BatchResult, _unwrap(response)).root,
@@ -141,6 +146,7 @@ class HiDream(VideoProvider):
         return await self._http.request(
             "GET",
             f"/api-pub/gw/{version}/video/{module.value}/async/results",
+            kind=EndpointKind.POLL,
             headers=self._headers(),
             params=[("task_id", task_id)],
             parse=lambda response: validate_model(NAME, TaskResult, _unwrap(response)),
@@ -151,6 +157,7 @@ class HiDream(VideoProvider):
         return await self._http.request(
             "POST",
             path,
+            kind=EndpointKind.CREATE,
             headers=self._headers(),
             json_body=body.model_dump(mode="json", exclude_none=True),
             parse=lambda response: validate_model(NAME, SubmitResult, _unwrap(response)),

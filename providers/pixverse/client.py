@@ -25,8 +25,10 @@ from providers.errors import (
     SubmitOutcomeUnknown,
 )
 from providers.http import (
+    EndpointKind,
     HttpResponse,
     ProviderHTTP,
+    RequestObserver,
     RetryPolicy,
     decode_json,
     error_for_status,
@@ -83,6 +85,7 @@ class PixVerse(VideoProvider):
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         self._key = api_key
         self._http = ProviderHTTP(
@@ -92,6 +95,7 @@ class PixVerse(VideoProvider):
             secrets=[api_key.get_secret_value()],
             timeout=timeout,
             retry=retry,
+            observer=observer,
         )
         self._unknown_states = UnknownStates(NAME)
 
@@ -112,6 +116,7 @@ class PixVerse(VideoProvider):
         return await self._http.request(
             "POST",
             "/openapi/v2/image/upload",
+            kind=EndpointKind.UPLOAD,
             headers_factory=self._headers,
             form=form,
             parse=lambda response: validate_model(NAME, UploadImageResponse, _unwrap(response)),
@@ -123,6 +128,7 @@ class PixVerse(VideoProvider):
         return await self._http.request(
             "POST",
             "/openapi/v2/video/img/generate",
+            kind=EndpointKind.CREATE,
             headers=self._headers(trace_id),
             json_body=body.model_dump(exclude_none=True),
             parse=lambda response: validate_model(NAME, GenerateResponse, _unwrap(response)),
@@ -134,6 +140,7 @@ class PixVerse(VideoProvider):
         return await self._http.request(
             "GET",
             f"/openapi/v2/video/result/{video_id}",
+            kind=EndpointKind.POLL,
             headers_factory=self._headers,
             parse=lambda response: validate_model(NAME, VideoResult, _unwrap(response)),
             idempotent=True,
@@ -144,6 +151,7 @@ class PixVerse(VideoProvider):
         return await self._http.request(
             "GET",
             "/openapi/v2/account/balance",
+            kind=EndpointKind.CHECK,
             headers_factory=self._headers,
             parse=lambda response: validate_model(NAME, Balance, _unwrap(response)),
             idempotent=True,

@@ -23,8 +23,10 @@ from providers.errors import (
     RateLimited,
 )
 from providers.http import (
+    EndpointKind,
     HttpResponse,
     ProviderHTTP,
+    RequestObserver,
     RetryPolicy,
     decode_json,
     error_for_status,
@@ -86,6 +88,7 @@ class Vidu(VideoProvider):
         auth_scheme: AuthScheme = "Token",
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         self._key = api_key
         self._scheme = auth_scheme
@@ -96,6 +99,7 @@ class Vidu(VideoProvider):
             secrets=[api_key.get_secret_value()],
             timeout=timeout,
             retry=retry,
+            observer=observer,
         )
         self._unknown_states = UnknownStates(NAME)
 
@@ -109,6 +113,7 @@ class Vidu(VideoProvider):
         return await self._http.request(
             "POST",
             "/ent/v2/img2video",
+            kind=EndpointKind.CREATE,
             headers=self._headers(),
             json_body=body.model_dump(exclude_none=True),
             parse=lambda response: validate_model(NAME, CreateResponse, _parse(response)),
@@ -120,6 +125,7 @@ class Vidu(VideoProvider):
         return await self._http.request(
             "GET",
             f"/ent/v2/tasks/{task_id}/creations",
+            kind=EndpointKind.POLL,
             headers=self._headers(),
             parse=lambda response: validate_model(NAME, TaskCreations, _parse(response)),
             idempotent=True,
@@ -130,6 +136,7 @@ class Vidu(VideoProvider):
         await self._http.request(
             "POST",
             f"/ent/v2/tasks/{task_id}/cancel",
+            kind=EndpointKind.CANCEL,
             headers=self._headers(),
             json_body={"id": task_id},
             parse=_parse,
@@ -159,6 +166,7 @@ class Vidu(VideoProvider):
         return await self._http.request(
             "GET",
             "/ent/v2/tasks",
+            kind=EndpointKind.LIST,
             headers=self._headers(),
             params=params,
             parse=lambda response: validate_model(NAME, TaskList, _parse(response)),
@@ -170,6 +178,7 @@ class Vidu(VideoProvider):
         return await self._http.request(
             "GET",
             "/ent/v2/credits",
+            kind=EndpointKind.CHECK,
             headers=self._headers(),
             params=[("show_detail", "true" if show_detail else "false")],
             parse=lambda response: validate_model(NAME, Credits, _parse(response)),

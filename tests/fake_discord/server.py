@@ -668,9 +668,10 @@ class FakeDiscord(InteractionBuilders):
         self._drops.append(_Drop(method.upper(), re.compile(path_regex), times, after))
 
     def fail_requests(self, method: str, path_regex: str, *, status: int = 500, times: int = 1) -> None:
-        """Answer the next ``times`` matching API requests with a server error, as Discord does in an outage."""
-        if not 500 <= status <= 599:
-            raise ValueError("a server error has a 5xx status")
+        """Answer the next ``times`` matching API requests with a server error, as Discord does in an outage,
+        or with a 429 (``status=429``), as Discord does when another process of the bot used up the bucket."""
+        if not (500 <= status <= 599 or status == 429):
+            raise ValueError("a scripted failure is a server error (5xx) or a rate limit (429)")
         if times < 1:
             raise ValueError("times must be at least 1")
         self._failures.append(_Failure(method.upper(), re.compile(path_regex), status, times))
@@ -958,6 +959,15 @@ class FakeDiscord(InteractionBuilders):
             request.transport.abort()
             return web.Response(status=500)
         failure = self._take_failure(request.method, path)
+        if failure == 429:
+            await request.read()
+            limited = {"message": "You are being rate limited.", "retry_after": 0.05, "global": False}
+            limited_headers = {"Retry-After": "1", "X-RateLimit-Scope": "user", "Via": "1.1 google"}
+            record.status, record.response, record.response_headers = 429, limited, limited_headers
+            self.rate_limited.append(record)
+            self.invalid_requests.append(record)
+            self._notify(record)
+            return _json_response(429, limited, limited_headers)
         if failure is not None:
             await request.read()
             record.status, record.response = failure, {"message": f"{failure}: Server Error", "code": 0}
