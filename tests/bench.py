@@ -83,6 +83,7 @@ from providers.pixverse import PixVerse
 from providers.pixverse.capabilities import IMAGE_LIMITS as PIXVERSE_IMAGE_LIMITS
 from providers.vidu import Vidu
 from providers.vidu.capabilities import IMAGE_LIMITS as VIDU_IMAGE_LIMITS
+from tests.bench_status import status_section
 from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome, sample_image
 
 PROVIDERS = ("hidream", "pixverse", "vidu")
@@ -1095,6 +1096,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Log records at WARNING or above: {logged}")
     print(postgres_section_after(mains, quick=args.quick))
     print(ledger_section(restarts, quick=args.quick))
+    print(status_section())
     print(media_section())
     print(f"Total time {time.monotonic() - started:.0f} s")
     return 0

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot.store import Job, JobState, NewJob, Store
+from tests.bench_status import IN_FLIGHT, measure
 from tests.discord_world import World, world
 from tests.fakes import Outcome
 
@@ -219,3 +220,9 @@ async def test_status_is_for_members_who_manage_the_server(world: World) -> None
         assert shown["HiDream"] == "Not configured on this bot"
         assert shown["Vidu"].startswith("Turned off on this server\n")
         assert shown["PixVerse"].startswith("Enabled\n")
+
+
+async def test_the_bench_ledger_holds_what_the_bench_says() -> None:
+    measured = await measure(total=3000, rounds=2)
+    assert measured.in_flight == sum(IN_FLIGHT.values())
+    assert measured.ended_last_hour > 0
