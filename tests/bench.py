@@ -94,6 +94,7 @@ from providers.pixverse import PixVerse
 from providers.pixverse.capabilities import IMAGE_LIMITS as PIXVERSE_IMAGE_LIMITS
 from providers.vidu import Vidu
 from providers.vidu.capabilities import IMAGE_LIMITS as VIDU_IMAGE_LIMITS
+from tests.bench_status import status_section
 from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome, sample_image
 
 PROVIDERS = ("hidream", "pixverse", "vidu")
@@ -1339,6 +1340,7 @@ def main(argv: list[str] | None = None) -> int:
     print(postgres_section_after(mains, quick=args.quick))
     print(ledger_section(restarts, quick=args.quick))
     print(metrics_section(mains, quick=args.quick))
+    print(status_section())
     print(media_section())
     print(f"Total time {time.monotonic() - started:.0f} s")
     return 0

@@ -23,7 +23,7 @@ async def test_commands_follow_the_contract_and_the_capability_tables(world: Wor
     async with world.running():
         guild = world.discord.guild
         names = sorted(command["name"] for command in world.discord.commands(guild))
-        assert names == ["animate", "jobs", "quota", "settings", "stylize"]
+        assert names == ["animate", "jobs", "quota", "settings", "status", "stylize"]
         animate = world.discord.command("animate", guild)
         subcommands = {option["name"]: option for option in animate["options"]}
         assert sorted(subcommands) == ["hidream", "pixverse", "vidu"]
@@ -100,6 +100,7 @@ async def test_a_provider_without_credentials_registers_nothing(world: World) ->
             "jobs",
             "quota",
             "settings",
+            "status",
         ]
         animate = world.discord.command("animate", guild)
         assert [option["name"] for option in animate["options"]] == ["vidu"]
@@ -517,6 +518,7 @@ async def test_without_guild_ids_commands_sync_globally(world: World) -> None:
             "jobs",
             "quota",
             "settings",
+            "status",
             "stylize",
         ]
         assert world.discord.commands(world.discord.guild) == []

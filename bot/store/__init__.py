@@ -1,6 +1,7 @@
 """The job ledger: the one source of truth for jobs, and the only code that writes SQL."""
 
 from bot.store.models import (
+    ERROR_STATES,
     FINISHED,
     UNFINISHED,
     Admission,
@@ -14,6 +15,7 @@ from bot.store.models import (
     JobState,
     LimitReached,
     NewJob,
+    ProviderFigures,
     Usage,
     can_transition,
     intake_job_key,
@@ -21,6 +23,7 @@ from bot.store.models import (
 from bot.store.store import DueTimes, Store, StoreError
 
 __all__ = [
+    "ERROR_STATES",
     "FINISHED",
     "UNFINISHED",
     "Admission",
@@ -35,6 +38,7 @@ __all__ = [
     "JobState",
     "LimitReached",
     "NewJob",
+    "ProviderFigures",
     "Store",
     "StoreError",
     "Usage",

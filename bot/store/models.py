@@ -395,3 +395,28 @@ def intake_job_key(interaction_id: int) -> str:
 
 
 _INTAKE_KEYS = uuid.UUID("6f1c2a4e-3b5d-4e8f-9a7c-1d2e3f405162")
+
+
+#: The ended states that count as a provider's errors. A job refused by moderation was judged on its content
+#: and a cancelled one was stopped by a member: neither says the provider is unwell.
+ERROR_STATES = frozenset({JobState.FAILED, JobState.TIMED_OUT})
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderFigures:
+    """What /status shows of one provider, read from the ledger."""
+
+    queued: int = 0
+    #: Jobs being sent and jobs at the provider: both hold one of the provider's running places.
+    running: int = 0
+    last_success: datetime | None = None
+    ended_last_hour: int = 0
+    #: Of those, the jobs that ended in one of ERROR_STATES.
+    errors_last_hour: int = 0
+    #: The median seconds from acceptance to success over the last day, by model (by operation where a
+    #: provider has no models).
+    run_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def in_flight(self) -> int:
+        return self.queued + self.running

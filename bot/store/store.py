@@ -21,6 +21,7 @@ import asyncpg
 
 from bot.store.engines import MIGRATIONS, Engine, PostgresEngine, SqliteEngine, StoreError, Transaction, migrations
 from bot.store.models import (
+    ERROR_STATES,
     Admission,
     CreditUsage,
     GuildSettings,
@@ -31,6 +32,7 @@ from bot.store.models import (
     JobState,
     LimitReached,
     NewJob,
+    ProviderFigures,
     Usage,
     can_transition,
 )
@@ -985,6 +987,66 @@ class Store:
             " WHERE state IN ('queued', 'submitting', 'running') GROUP BY provider, state"
         )
         return {(row["provider"], row["state"]): int(row["jobs"]) for row in rows}
+
+    async def provider_figures(self, providers: Sequence[str], *, now: datetime) -> dict[str, ProviderFigures]:
+        """Each provider's figures for /status, in one statement: ``providers`` always, and any other provider
+        that still has jobs in flight or ended some recently."""
+        hour_ago = _column_value(now - timedelta(hours=1))
+        day_ago = _column_value(now - timedelta(days=1))
+        # A provider's last success is looked up on its own, so that it is one index probe, not a scan.
+        last_success = "".join(
+            " UNION ALL SELECT CAST(? AS TEXT), 'succeeded', 'last', 0, NULL,"
+            " (SELECT MAX(finished_at) FROM jobs WHERE provider = ? AND state = 'succeeded')"
+            for _ in providers
+        )
+        rows = await self._rows(
+            _STATUS_FIGURES + last_success,
+            (hour_ago, day_ago, *(name for provider in providers for name in (provider, provider))),
+        )
+        counts: dict[str, dict[str, Any]] = {name: {} for name in providers}
+        runs: dict[str, dict[str, list[float]]] = {}
+        for row in rows:
+            provider, label, span = row["provider"], row["label"], row["span"]
+            figures = counts.setdefault(provider, {})
+            if span == "now":
+                key = "queued" if label == JobState.QUEUED else "running"
+                figures[key] = figures.get(key, 0) + int(row["jobs"])
+            elif span == "hour":
+                figures["ended_last_hour"] = figures.get("ended_last_hour", 0) + int(row["jobs"])
+                if label in ERROR_STATES:
+                    figures["errors_last_hour"] = figures.get("errors_last_hour", 0) + int(row["jobs"])
+            elif span == "last" and row["ended"] is not None:
+                figures["last_success"] = datetime.fromisoformat(row["ended"])
+            elif span == "run":
+                seconds = datetime.fromisoformat(row["ended"]) - datetime.fromisoformat(row["started"])
+                runs.setdefault(provider, {}).setdefault(label, []).append(seconds.total_seconds())
+        return {
+            provider: ProviderFigures(
+                **figures,
+                run_seconds={
+                    label: median
+                    for label, values in sorted(runs.get(provider, {}).items())
+                    if (median := _median(values)) is not None
+                },
+            )
+            for provider, figures in counts.items()
+        }
+
+
+#: /status's figures as rows of (provider, label, span, jobs, started, ended): per provider and state, the jobs
+#: in flight ('now') and those that ended in the last hour ('hour'); then every success of the last day with
+#: its acceptance and end ('run'), labelled by model, or by operation where the provider has no models.
+#: The last hour is grouped by state first: grouped by provider first, SQLite with statistics (after an ANALYZE)
+#: walks all of jobs_submitted for the grouping's order instead of the last hour of jobs_finished_at.
+_STATUS_FIGURES = (
+    "SELECT provider, state AS label, 'now' AS span, COUNT(*) AS jobs, CAST(NULL AS TEXT) AS started,"
+    " CAST(NULL AS TEXT) AS ended"
+    " FROM jobs WHERE state IN ('queued', 'submitting', 'running') GROUP BY provider, state"
+    " UNION ALL SELECT provider, state, 'hour', COUNT(*), NULL, NULL FROM jobs WHERE finished_at >= ?"
+    " GROUP BY state, provider"
+    " UNION ALL SELECT provider, COALESCE(model, operation), 'run', 0, accepted_at, finished_at FROM jobs"
+    " WHERE state = 'succeeded' AND finished_at >= ? AND accepted_at IS NOT NULL"
+)
 
 
 #: Every table of the ledger, each after the tables it refers to.

@@ -22,7 +22,7 @@ from providers import VideoProvider
 log = logging.getLogger(__name__)
 
 #: Loaded in order; each module has ``async def setup(bot)``.
-COGS = ("cogs.animate", "cogs.jobs", "cogs.settings")
+COGS = ("cogs.animate", "cogs.jobs", "cogs.settings", "cogs.status")
 
 
 class AnimateBot(commands.AutoShardedBot):
