@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import re
@@ -19,12 +20,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+import aiohttp
+
 from tests.conftest import image_bytes
+from tests.discord_world import free_port
 from tests.fake_discord import FakeDiscord, FakeMessage, FakeUser, InteractionRecord
 from tests.fakes import FakeHiDream, FakePixVerse, FakeProvider, FakeVidu, Outcome, build_mp4
 from tests.postgres import running_server
@@ -34,6 +38,8 @@ KEYS = {"hidream": "hd-soak-key", "pixverse": "pv-soak-key", "vidu": "vd-soak-ke
 SUBMIT_ROUTES = {"hidream": "submit_img2video", "pixverse": "generate", "vidu": "create"}
 POLL_ROUTES = {"hidream": "batch_query", "pixverse": "result", "vidu": "creations"}
 HTTP_TIMEOUT = 3.0
+POLL_INTERVAL = 0.5
+STOPS = ("sigkill", "sigterm")
 ACK_WITHIN = 3.0
 FINAL_WORDS = {
     "Done": "succeeded",
@@ -52,6 +58,31 @@ ERROR_ID = re.compile(r"\berror (?:id )?[0-9a-f]{8}\b", re.IGNORECASE)
 
 
 # -- the plan ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Role:
+    """One bot process of the soak: its name and the shards whose gateway it connects."""
+
+    name: str
+    #: SHARD_IDS for the process; None leaves it (and SHARD_COUNT) unset: one process, every shard.
+    shard_ids: str | None
+    shards: tuple[int, ...]
+
+    def describe(self) -> str:
+        if self.shard_ids is None:
+            return "all shards"
+        return ", ".join(f"shard {shard}" for shard in self.shards) or "no gateway"
+
+
+SHARD_COUNT = 2
+ONE_PROCESS = (Role("bot", None, (0,)),)
+#: With PostgreSQL: issue 11's layout, gateway shards 0 and 1 in a process each and a process without a gateway.
+THREE_PROCESSES = (Role("shard0", "0", (0,)), Role("shard1", "1", (1,)), Role("gatewayless", "none", ()))
+
+
+def roles(processes: int) -> tuple[Role, ...]:
+    return ONE_PROCESS if processes == 1 else THREE_PROCESSES
 
 
 @dataclass(frozen=True)
@@ -81,6 +112,8 @@ class PlannedFault:
     provider: str = ""
     times: int = 1
     status: int = 500
+    #: For a stop: the index of the bot process it hits.
+    process: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,19 +124,29 @@ class Plan:
     members: int
     jobs: tuple[PlannedJob, ...]
     faults: tuple[PlannedFault, ...]
+    processes: int = 1
 
     def describe(self) -> str:
         kinds = Counter(fault.kind for fault in self.faults)
         providers = Counter(job.provider if job.operation == "animate" else "stylize" for job in self.jobs)
-        return (
+        described = (
             f"{len(self.jobs)} jobs from {self.members} members over {self.span:.0f} s "
             f"({', '.join(f'{name} {count}' for name, count in sorted(providers.items()))}); "
             f"faults: {', '.join(f'{kind} {count}' for kind, count in sorted(kinds.items()))}"
         )
+        if self.processes > 1:
+            names = roles(self.processes)
+            stops = ", ".join(
+                f"{fault.kind} {names[fault.process].name} at {fault.at:.1f} s"
+                for fault in self.faults
+                if fault.kind in STOPS
+            )
+            described += f"; {self.processes} processes, stops: {stops}"
+        return described
 
 
-def make_plan(seed: int, *, short: bool) -> Plan:
-    """Everything the soak will do, decided up front from the seed."""
+def make_plan(seed: int, *, short: bool, processes: int = 1) -> Plan:
+    """Everything the soak will do, decided up front from the seed (with several processes, whom each stop hits)."""
     rng = random.Random(seed)
     count, span, members = (40, 70.0, 12) if short else (120, 240.0, 12)
     faults: list[PlannedFault] = []
@@ -149,7 +192,13 @@ def make_plan(seed: int, *, short: bool) -> Plan:
     for _ in range(1 if short else 3):
         faults.append(PlannedFault(round(rng.uniform(0, span), 2), "discord_5xx", times=rng.randint(1, 3), status=500))
         faults.append(PlannedFault(round(rng.uniform(0, span), 2), "discord_5xx", times=1, status=503))
-    return Plan(seed, short, span, members, tuple(jobs), tuple(sorted(faults, key=lambda fault: fault.at)))
+    ordered = sorted(faults, key=lambda fault: fault.at)
+    if processes > 1:
+        # Drawn after everything else, so that a seed's one-process plan stays what it was.
+        ordered = [
+            replace(fault, process=rng.randrange(processes)) if fault.kind in STOPS else fault for fault in ordered
+        ]
+    return Plan(seed, short, span, members, tuple(jobs), tuple(ordered), processes)
 
 
 # -- what happened ----------------------------------------------------------------------------
@@ -182,24 +231,39 @@ class Outcomes:
 
 
 class BotProcess:
-    """``python -m tests.bot_child``, restarted after each stop the plan makes, logging to one file."""
+    """``python -m tests.bot_child`` in one role, restarted after each stop the plan makes, logging to one file."""
 
-    def __init__(self, env: dict[str, str], folder: Path, log: IO[bytes]) -> None:
+    def __init__(self, role: Role, env: dict[str, str], folder: Path, log_path: Path, log: IO[bytes]) -> None:
+        self.role = role
         self.env = env
         self.folder = folder
+        self.log_path = log_path
         self.log = log
         self.process: asyncio.subprocess.Process | None = None
         self.expected_exit = False
         self.unexpected_exits: list[str] = []
         self.starts = 0
+        #: Set while the process serves: commands and clicks for its shards wait for it.
+        self.up = asyncio.Event()
+        #: (stopped at, back at) on the fake Discord's clock.
+        self.down: list[tuple[float, float]] = []
+        self.health_url: str | None = None
+        #: When each start began (time.monotonic, the fake providers' clock).
+        self.started_at: list[float] = []
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.expected_exit = False
+        env = self.env
+        if self.role.shard_ids is not None:
+            port = free_port()
+            env = {**env, "SHARD_IDS": self.role.shard_ids, "HEALTH_PORT": str(port)}
+            self.health_url = f"http://127.0.0.1:{port}/healthz"
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.bot_child", cwd=self.folder, env=self.env, stderr=self.log, stdout=self.log
+            sys.executable, "-m", "tests.bot_child", cwd=self.folder, env=env, stderr=self.log, stdout=self.log
         )
         self.starts += 1
+        self.started_at.append(time.monotonic())
         self._watch = asyncio.create_task(self._watch_exit(self.process))
 
     async def _watch_exit(self, process: asyncio.subprocess.Process) -> None:
@@ -219,6 +283,34 @@ class BotProcess:
         self.process.send_signal(how)
         return await asyncio.wait_for(self.process.wait(), within)
 
+    async def until_healthy(self, within: float) -> None:
+        """Wait until its /healthz answers 200 (gateway, ledger and scheduler all well)."""
+        if self.health_url is None:
+            return
+        async with aiohttp.ClientSession() as session, asyncio.timeout(within):
+            while True:
+                if self.process is None or self.process.returncode is not None:
+                    raise AssertionError(f"{self.role.name} exited while starting; see {self.log_path}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(self.health_url) as response:
+                        if response.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+
+    @property
+    def name(self) -> str:
+        return self.role.name
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A stop the plan made, as it happened."""
+
+    kind: str
+    process: str
+    at: float
+    down: float
+
 
 class Soak:
     def __init__(self, plan: Plan, folder: Path, *, database_url: str | None = None) -> None:
@@ -226,7 +318,9 @@ class Soak:
         self.folder = folder
         #: The ledger: a SQLite file in the folder unless a PostgreSQL database is given.
         self.database_url = database_url or f"sqlite:///{folder / 'bot.db'}"
-        self.discord = FakeDiscord()
+        self.roles = roles(plan.processes)
+        self.sharded = len(self.roles) > 1
+        self.discord = FakeDiscord(shard_count=SHARD_COUNT if self.sharded else 1)
         rule = self._outcome_rule
         self.providers: dict[str, FakeProvider] = {
             "hidream": FakeHiDream(
@@ -241,11 +335,10 @@ class Soak:
         }
         self.outcome_of = {job.label: job.outcome for job in plan.jobs}
         self.sent: list[Sent] = []
-        self.up = asyncio.Event()
-        #: (stopped at, back at) on the fake Discord's clock.
-        self.down: list[tuple[float, float]] = []
+        self.bots: list[BotProcess] = []
         self.stops: Counter[str] = Counter()
-        self.sigterm_codes: list[int] = []
+        self.stopped: list[Stop] = []
+        self.sigterm_codes: list[tuple[str, int]] = []
         self.faults_set: Counter[str] = Counter()
         self.revoked = 0
         self.members: list[FakeUser] = []
@@ -262,9 +355,10 @@ class Soak:
         fake = self.discord
         self.members = [fake.add_user(f"member{number:02d}") for number in range(self.plan.members)]
         half = self.plan.members // 2
+        # Sharded, the two servers live on different shards (Discord: shard = (guild_id >> 22) % shard_count).
         self.guilds = [
-            fake.add_guild("Soak One", members=self.members[:half]),
-            fake.add_guild("Soak Two", members=self.members[half:]),
+            fake.add_guild("Soak One", members=self.members[:half], shard=0 if self.sharded else None),
+            fake.add_guild("Soak Two", members=self.members[half:], shard=1 if self.sharded else None),
         ]
 
     def channel_of(self, member: int) -> Any:
@@ -289,41 +383,70 @@ class Soak:
             HEALTH_PORT="0",
             LOG_LEVEL="INFO",
         )
+        if self.sharded:
+            # Each process gets its own SHARD_IDS and HEALTH_PORT when it starts (BotProcess.start).
+            env.update(SHARD_COUNT=str(SHARD_COUNT), HEALTH_HOST="127.0.0.1")
         for name, fake in self.providers.items():
             env[f"{name.upper()}_API_KEY"] = KEYS[name]
             env[f"{name.upper()}_BASE_URL"] = fake.base_url
         return env
 
+    def _identified(self, shard: int | None) -> int:
+        """IDENTIFYs so far on one shard (None: on any)."""
+        return sum(1 for data in self.discord.identifies if shard is None or (data.get("shard") or [0])[0] == shard)
+
     async def _started(self, bot: BotProcess) -> None:
-        identified, synced = len(self.discord.identifies), len(self.discord.syncs)
+        shards: tuple[int | None, ...] = (None,) if bot.role.shard_ids is None else bot.role.shards
+        identified = {shard: self._identified(shard) for shard in shards}
+        synced = len(self.discord.syncs)
+        # The process with shard 0 syncs the commands of both servers.
+        syncs = 2 if 0 in bot.role.shards else 0
         await bot.start()
         await self._wait(
-            lambda: len(self.discord.identifies) > identified and len(self.discord.syncs) >= synced + 2, 60.0
+            lambda: (
+                all(self._identified(shard) > before for shard, before in identified.items())
+                and len(self.discord.syncs) >= synced + syncs
+            ),
+            60.0,
         )
-        self.up.set()
+        await bot.until_healthy(60.0)
+        bot.up.set()
+
+    def serving(self, guild_id: int | None) -> BotProcess:
+        """The process whose gateway receives a server's commands and clicks."""
+        shard = self.discord.shard_of(guild_id)
+        return next(bot for bot in self.bots if shard in bot.role.shards)
 
     async def run(self) -> Outcomes:
         started = time.monotonic()
         self._world()
-        log_path = self.folder / "bot.log"
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self.discord)
             for fake in self.providers.values():
                 await stack.enter_async_context(fake)
-            with log_path.open("ab") as log:
-                bot = BotProcess(self.env(), self.folder, log)
+            env = self.env()
+            for role in self.roles:
+                log_path = self.folder / f"{role.name}.log"
+                log = stack.enter_context(log_path.open("ab"))
+                bot = BotProcess(role, env, self.folder, log_path, log)
                 stack.callback(bot.kill)
-                await self._started(bot)
-                begin = time.monotonic()
-                events = [self._command(job, begin) for job in self.plan.jobs]
-                events += [self._fault(fault, begin, bot) for fault in self.plan.faults]
-                await asyncio.gather(*events)
-                settle = 90.0 if self.plan.short else 240.0
-                await self._settle(settle)
-                if bot.process is not None and bot.process.returncode is None:
-                    await bot.stop(signal.SIGTERM)
-                lines = log_path.read_text(errors="replace").splitlines()
-                return self._judge(bot, lines, time.monotonic() - started)
+                self.bots.append(bot)
+            await asyncio.gather(*(self._started(bot) for bot in self.bots))
+            begin = time.monotonic()
+            events = [self._command(job, begin) for job in self.plan.jobs]
+            events += [self._fault(fault, begin) for fault in self.plan.faults]
+            await asyncio.gather(*events)
+            settle = 90.0 if self.plan.short else 240.0
+            await self._settle(settle)
+            await asyncio.gather(
+                *(
+                    bot.stop(signal.SIGTERM)
+                    for bot in self.bots
+                    if bot.process is not None and bot.process.returncode is None
+                )
+            )
+            logs = {bot.name: bot.log_path.read_text(errors="replace").splitlines() for bot in self.bots}
+            return self._judge(logs, time.monotonic() - started)
         raise AssertionError("unreachable")
 
     async def _at(self, begin: float, offset: float) -> None:
@@ -331,9 +454,9 @@ class Soak:
 
     async def _command(self, job: PlannedJob, begin: float) -> None:
         await self._at(begin, job.at)
-        await self.up.wait()
         user = self.members[job.member]
         channel = self.channel_of(job.member)
+        await self.serving(channel.guild_id).up.wait()
         prompt = f"{job.label}: a cat waves at the camera"
         if job.operation == "stylize":
             attachment = self.discord.add_attachment("clip.mp4", self.clip, "video/mp4")
@@ -372,7 +495,7 @@ class Soak:
 
     async def _cancel(self, job: PlannedJob, command: InteractionRecord, user: FakeUser, after: float) -> None:
         await asyncio.sleep(after)
-        await self.up.wait()
+        await self.serving(command.guild_id).up.wait()
         card = self.discord.original(command)
         button = (
             next((custom for custom in card.custom_ids() if custom.startswith("job:cancel:")), None) if card else None
@@ -383,19 +506,22 @@ class Soak:
         record = await self.discord.push_interaction(click, timeout=120)
         self.sent.append(Sent(job, record, "cancel", user))
 
-    async def _fault(self, fault: PlannedFault, begin: float, bot: BotProcess) -> None:
+    async def _fault(self, fault: PlannedFault, begin: float) -> None:
         await self._at(begin, fault.at)
         kind = fault.kind
-        if kind in ("sigkill", "sigterm"):
-            await self.up.wait()
-            self.up.clear()
+        if kind in STOPS:
+            bot = self.bots[fault.process]
+            await bot.up.wait()
+            bot.up.clear()
             stopped = self.discord.now()
+            at = time.monotonic() - begin
             code = await bot.stop(signal.SIGKILL if kind == "sigkill" else signal.SIGTERM)
             if kind == "sigterm":
-                self.sigterm_codes.append(code)
+                self.sigterm_codes.append((bot.name, code))
             self.stops[kind] += 1
             await self._started(bot)
-            self.down.append((stopped, self.discord.now()))
+            bot.down.append((stopped, self.discord.now()))
+            self.stopped.append(Stop(kind, bot.name, at, self.discord.now() - stopped))
             return
         provider = self.providers.get(fault.provider)
         if kind == "submit_5xx" and provider is not None:
@@ -443,12 +569,13 @@ class Soak:
         ]
 
     async def _settle(self, within: float) -> None:
-        """Wait until every card shows its end and every success is announced (or the time is up)."""
+        """Wait until every card shows its end and every success is announced (or the time is up).
+
+        A command acknowledged before a stop may become its card (or an apology) only once the stopped
+        process's lease has expired, and that card must then end too, so both are waited for together.
+        """
         with contextlib.suppress(TimeoutError):
-            await self._wait(lambda: not self._unsettled(), within)
-        # A command acknowledged before a stop may still be turned into a card (or an apology) by a restart.
-        with contextlib.suppress(TimeoutError):
-            await self._wait(lambda: not self._loading(), 20.0)
+            await self._wait(lambda: not self._loading() and not self._unsettled(), within)
 
     async def _wait(self, condition: Callable[[], bool], within: float) -> None:
         async with asyncio.timeout(within):
@@ -474,10 +601,20 @@ class Soak:
                     by_label.setdefault(match.group(0), []).append((name, task))
         return by_label
 
-    def _in_down_time(self, at: float) -> bool:
-        return any(stopped - ACK_WITHIN <= at <= back for stopped, back in self.down)
+    def _after_a_start(self, moment: float) -> str:
+        """Which process started shortly before a moment of the fakes' clock (time.monotonic), if one did."""
+        starts = [(moment - at, bot.name) for bot in self.bots for at in bot.started_at if 0 <= moment - at <= 10.0]
+        if not starts:
+            return ""
+        since, name = min(starts)
+        return f", {since:.1f} s after {name} was started"
 
-    def _judge(self, bot: BotProcess, log_lines: list[str], wall: float) -> Outcomes:
+    def _in_down_time(self, record: InteractionRecord) -> bool:
+        """Whether it came while the process serving its server's shard was down (or about to be stopped)."""
+        down = self.serving(record.guild_id).down
+        return any(stopped - ACK_WITHIN <= record.pushed_at <= back for stopped, back in down)
+
+    def _judge(self, logs: dict[str, list[str]], wall: float) -> Outcomes:
         broken: dict[str, Violation] = {}
 
         def breaks(invariant: str, example: str) -> None:
@@ -578,7 +715,7 @@ class Soak:
             ]
             if accepted:
                 acks.append(accepted[0].at - record.pushed_at)
-            if self._in_down_time(record.pushed_at):
+            if self._in_down_time(record):
                 continue
             if not accepted:
                 breaks(
@@ -590,17 +727,30 @@ class Soak:
                     f"every command and click is acknowledged within {ACK_WITHIN:g} s",
                     f"{sent.job.label} {sent.kind}: after {accepted[0].at - record.pushed_at:.1f} s",
                 )
-        for number, line in enumerate(log_lines):
-            if line.startswith("Traceback") and not any(
-                ERROR_ID.search(before) for before in log_lines[max(0, number - 3) : number]
-            ):
-                breaks("no Traceback without an error id", f"log line {number + 1}: {log_lines[number - 1][:160]}")
-        for exit_line in bot.unexpected_exits:
-            breaks("the bot never exits by itself", exit_line)
-        for code in self.sigterm_codes:
+        for name, log_lines in logs.items():
+            where = f"{name}.log " if self.sharded else ""
+            for number, line in enumerate(log_lines):
+                if line.startswith("Traceback") and not any(
+                    ERROR_ID.search(before) for before in log_lines[max(0, number - 3) : number]
+                ):
+                    breaks(
+                        "no Traceback without an error id",
+                        f"{where}log line {number + 1}: {log_lines[number - 1][:160]}",
+                    )
+        for bot in self.bots:
+            for exit_line in bot.unexpected_exits:
+                breaks("the bot never exits by itself", f"{bot.name} {exit_line}" if self.sharded else exit_line)
+        for name, code in self.sigterm_codes:
             if code != 0:
-                breaks("a SIGTERM stops the bot cleanly", f"exit status {code}")
-        table = self._table(states, delivered, duplicates, acks, tasks, wall)
+                breaks("a SIGTERM stops the bot cleanly", f"{name}: exit status {code}")
+        twice = polled_within_a_round(task_queries(self.providers), POLL_INTERVAL) if self.sharded else []
+        for repeated in twice:
+            breaks(
+                "no task polled twice within one poll round",
+                f"{repeated.provider} task {repeated.task_id}: asked {repeated.second - repeated.first:.2f} s apart"
+                f"{self._after_a_start(repeated.second)}",
+            )
+        table = self._table(states, delivered, duplicates, acks, tasks, wall, twice)
         return Outcomes(table, list(broken.values()))
 
     def _table(
@@ -611,10 +761,20 @@ class Soak:
         acks: list[float],
         tasks: dict[str, list[tuple[str, Any]]],
         wall: float,
+        twice: list[str],
     ) -> list[tuple[str, str]]:
         commands = self.commands()
         carded = max(1, sum(count for state, count in states.items() if state in FINAL_WORDS.values()))
-        rows = [
+        rows = []
+        if self.sharded:
+            rows.append(
+                (
+                    "processes",
+                    f"{len(self.bots)} on one PostgreSQL ledger, SHARD_COUNT={SHARD_COUNT}: "
+                    + ", ".join(f"{bot.name} ({bot.role.describe()})" for bot in self.bots),
+                )
+            )
+        rows += [
             ("commands sent", f"{len(commands)} ({sum(sent.record.acknowledged for sent in commands)} acknowledged)"),
             *((f"  {state}", str(count)) for state, count in sorted(states.items())),
             ("deliveries", str(delivered)),
@@ -627,6 +787,9 @@ class Soak:
             ("tokens revoked early", str(self.revoked)),
             ("provider tasks", f"{sum(len(made) for made in tasks.values())} for {len(tasks)} jobs"),
         ]
+        if self.sharded:
+            hits = [f"{stop.kind} {stop.process} at {stop.at:.0f} s (down {stop.down:.1f} s)" for stop in self.stopped]
+            rows.insert(rows.index(("tokens revoked early", str(self.revoked))), ("  stops", "; ".join(hits)))
         hit = {
             "provider 5xx": sum(self.faults_set[kind] for kind in ("submit_5xx", "poll_5xx")),
             "malformed answers": self.faults_set["poll_malformed"],
@@ -658,9 +821,52 @@ class Soak:
         if acks:
             ordered = sorted(acks)
             rows.append(("acknowledgement p50 / max", f"{ordered[len(ordered) // 2]:.2f} / {ordered[-1]:.2f} s"))
+        if self.sharded:
+            rows.append(("polls within one round", str(len(twice))))
         rows.append(("ended jobs", str(carded)))
         rows.append(("wall time", f"{wall:.0f} s"))
         return rows
+
+
+def task_queries(providers: Mapping[str, FakeProvider]) -> dict[tuple[str, str], list[float]]:
+    """When each task's status was asked for, per (provider, task id); a HiDream batch asks for each of its ids."""
+    asked: dict[tuple[str, str], list[float]] = {}
+    for request in providers["hidream"].requests:
+        if request.route == "batch_query" and isinstance(request.json, dict):
+            for task_id in request.json.get("task_id_list", []):
+                asked.setdefault(("hidream", str(task_id)), []).append(request.at)
+        elif request.route == "single_query":
+            asked.setdefault(("hidream", str(request.query.get("task_id"))), []).append(request.at)
+    for name, route, pattern in (
+        ("pixverse", "result", r"/video/result/(\d+)$"),
+        ("vidu", "creations", r"/tasks/(\d+)/creations$"),
+    ):
+        for request in providers[name].requests_for(route):
+            match = re.search(pattern, request.path)
+            if match is None:
+                raise AssertionError(f"a {name} status query without a task id: {request.path}")
+            asked.setdefault((name, match.group(1)), []).append(request.at)
+    return asked
+
+
+@dataclass(frozen=True)
+class RepeatedPoll:
+    """One task asked for twice within one poll round, at two moments of the fake's clock."""
+
+    provider: str
+    task_id: str
+    first: float
+    second: float
+
+
+def polled_within_a_round(queries: Mapping[tuple[str, str], list[float]], interval: float) -> list[RepeatedPoll]:
+    """Queries of one task less than half a poll interval apart: two processes polled it in one round."""
+    return [
+        RepeatedPoll(name, task_id, earlier, later)
+        for (name, task_id), moments in sorted(queries.items())
+        for earlier, later in itertools.pairwise(sorted(moments))
+        if later - earlier < interval / 2
+    ]
 
 
 @dataclass(frozen=True)
@@ -743,7 +949,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="the CI plan: 40 jobs, one SIGKILL, a fixed seed")
     parser.add_argument("--keep", action="store_true", help="keep the ledger and the bot's log in a folder")
     parser.add_argument(
-        "--postgres", action="store_true", help="the ledger on a throwaway PostgreSQL server (tests/postgres.py)"
+        "--postgres",
+        action="store_true",
+        help="three bot processes (shard 0, shard 1, no gateway) on a throwaway PostgreSQL server (tests/postgres.py)",
     )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else os.environ.get("SOAK_SEED")
@@ -754,7 +962,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"SOAK_SEED must be a whole number, not {seed!r}.", file=sys.stderr)
         return 2
-    plan = make_plan(seed, short=args.short)
+    plan = make_plan(seed, short=args.short, processes=len(THREE_PROCESSES) if args.postgres else 1)
     print(f"SOAK_SEED={seed}", flush=True)
     print(plan.describe(), flush=True)
     folder = Path(tempfile.mkdtemp(prefix="soak-"))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import re
 import signal
@@ -41,7 +40,7 @@ from tests.discord_world import free_port
 from tests.fake_discord import FakeDiscord, FakeGuild, FakeMessage, FakeUser, InteractionRecord
 from tests.fakes import FakeHiDream, FakePixVerse, FakeProvider, FakeVidu, Outcome
 from tests.fakes.common import Task
-from tests.soak import ANNOUNCEMENT, read_card
+from tests.soak import ANNOUNCEMENT, polled_within_a_round, read_card, task_queries
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.timeout(600)]
 
@@ -186,25 +185,6 @@ class World:
                 if match:
                     found[match.group(0)].append((name, task))
         return found
-
-    def queries(self) -> dict[tuple[str, str], list[float]]:
-        """When each task's status was asked for, per (provider, task id); a HiDream batch asks for each of its ids."""
-        asked: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for request in self.providers["hidream"].requests:
-            if request.route == "batch_query" and isinstance(request.json, dict):
-                for task_id in request.json.get("task_id_list", []):
-                    asked[("hidream", str(task_id))].append(request.at)
-            elif request.route == "single_query":
-                asked[("hidream", str(request.query.get("task_id")))].append(request.at)
-        for name, route, pattern in (
-            ("pixverse", "result", r"/video/result/(\d+)$"),
-            ("vidu", "creations", r"/tasks/(\d+)/creations$"),
-        ):
-            for request in self.providers[name].requests_for(route):
-                match = re.search(pattern, request.path)
-                assert match is not None, request.path
-                asked[(name, match.group(1))].append(request.at)
-        return asked
 
 
 async def spawn(name: str, env: dict[str, str], shard_ids: str, folder: Path, log: IO[bytes]) -> BotProcess:
@@ -392,10 +372,7 @@ async def test_three_processes_share_the_work_and_survive_a_sigkill(
             assert tags == {str(job.task_id).encode()}, (command.label, tags, job.task_id)
 
     # No task was asked for twice in one round: two queries of one task are at least half a poll interval apart.
-    for (name, task_id), moments in world.queries().items():
-        moments.sort()
-        close = [later - earlier for earlier, later in itertools.pairwise(moments)]
-        assert all(gap >= POLL_INTERVAL / 2 for gap in close), (name, task_id, moments)
+    assert polled_within_a_round(task_queries(world.providers), POLL_INTERVAL) == []
 
     # The caps held across the processes: tasks alive at a provider (created, not yet reported ended) never
     # outnumbered the cap, and the cap was reached (so it was what held them back).
