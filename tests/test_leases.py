@@ -6,7 +6,9 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
+from bot.jobs.inputs import InputStore
 from bot.jobs.leases import LeaseKeeper
+from bot.jobs.scheduler import Scheduler
 from bot.store import JobState, NewJob, Store
 
 LEASE = timedelta(seconds=0.6)
@@ -56,4 +58,36 @@ async def test_the_keeper_renews_the_leases_of_its_owners_only(ledger: Path | st
         assert set(counts) == {1}
     finally:
         await keeper.stop()
+        await store.close()
+
+
+async def test_a_starting_process_leaves_the_poll_schedule_of_a_shared_ledger_alone(
+    ledger: Path | str, tmp_path: Path
+) -> None:
+    """Moving every unheld running job to "now" is right after a restart of the only process; on a shared
+    ledger those jobs were just polled by a live process, and a newcomer would poll them again at once."""
+    store = await Store.open(ledger)
+    scheduler = Scheduler(store, {}, InputStore(tmp_path / "inputs"))
+    try:
+        job = await store.create_job(new_job(1))
+        claim = await store.claim_submits("vidu", owner="other", lease=LEASE, max_running=None, per_minute={}, limit=1)
+        assert [sent.id for sent in claim.jobs] == [job.id]
+        await store.transition(job.id, JobState.RUNNING, owner="other", task_id="t1")
+        polled = await store.claim_due(
+            "vidu", JobState.RUNNING, owner="other", lease=LEASE, limit=1, horizon=timedelta(hours=1)
+        )
+        assert [running.id for running in polled] == [job.id]
+        later = store.now() + timedelta(minutes=1)
+        assert await store.release({job.id: {"next_check_at": later}}, owner="other") == [job.id]
+
+        await scheduler.start()
+
+        [after] = await store.get_jobs([job.id])
+        if store.shared:
+            assert after.next_check_at == later
+        else:
+            assert after.next_check_at is not None
+            assert after.next_check_at < later
+    finally:
+        await scheduler.stop()
         await store.close()

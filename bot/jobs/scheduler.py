@@ -179,9 +179,10 @@ class Scheduler:
             # The SQLite ledger belongs to one process: whatever a previous run held is free again.
             # On a shared ledger the leases of a process that died run out by themselves.
             await self.store.expire_leases()
-        # The first checks after a restart go out at once and spread over one interval, so that
-        # thousands of them do not fall due together.
-        await self.store.spread_checks(timedelta(seconds=self.settings.poll_interval))
+            # The first checks after a restart go out at once and spread over one interval, so that
+            # thousands of them do not fall due together. On a shared ledger the poll schedule is that of
+            # live processes, which have just polled those jobs: a newcomer keeps to it.
+            await self.store.spread_checks(timedelta(seconds=self.settings.poll_interval))
         await self.store.listen(self._ledger_changed)
         # On a shared ledger another process may have the provider this one lacks: its jobs are left to it.
         orphans = [] if self.store.shared else await self.store.jobs_of_other_providers(list(self.providers))
