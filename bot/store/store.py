@@ -519,15 +519,21 @@ class Store:
         until = _column_value(stamp + lease)
         marks = ", ".join("?" for _ in owners)
         async with self._transaction() as db:
-            # Locked in id order first, as a release changes its rows: in the table's order, the two deadlocked.
-            await db.fetch_held(f"SELECT id FROM jobs WHERE lease_owner IN ({marks}) ORDER BY id", owners)  # noqa: S608
-            # A claimed job is next due when its lease would run out: kept in step, so that nobody sees it due.
-            renewed = await db.execute(
-                f"UPDATE jobs SET lease_until = ?, next_check_at = CASE WHEN state IN"  # noqa: S608
-                " ('queued', 'submitting', 'running') THEN ? ELSE next_check_at END"
-                f" WHERE lease_owner IN ({marks})",
-                (until, until, *owners),
-            )
+            # Locked in id order first, as a release locks its rows, and only the rows locked here are changed:
+            # an update by owner would also meet rows leased since, in the table's order, and deadlock with a
+            # release holding some of them. Those were leased a moment ago and need no renewal yet.
+            held = await db.fetch_held(f"SELECT id FROM jobs WHERE lease_owner IN ({marks}) ORDER BY id", owners)  # noqa: S608
+            ids = [int(row[0]) for row in held]
+            renewed = 0
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                # A claimed job is next due when its lease would run out: kept in step, so nobody sees it due.
+                renewed += await db.execute(
+                    "UPDATE jobs SET lease_until = ?, next_check_at = CASE WHEN state IN"  # noqa: S608
+                    " ('queued', 'submitting', 'running') THEN ? ELSE next_check_at END"
+                    f" WHERE id IN ({', '.join('?' for _ in chunk)}) AND lease_owner IN ({marks})",
+                    (until, until, *chunk, *owners),
+                )
             await db.execute(
                 f"UPDATE intakes SET lease_until = ? WHERE lease_owner IN ({marks}) AND closed_at IS NULL",  # noqa: S608
                 (until, *owners),
