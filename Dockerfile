@@ -27,7 +27,8 @@ COPY cogs ./cogs
 COPY providers ./providers
 USER bot
 VOLUME ["/data"]
-EXPOSE 8080
+# 8080: health and metrics (keep private); 8090: the callback listener (put a reverse proxy with TLS in front).
+EXPOSE 8080 8090
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["python", "-m", "bot", "health"]
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "bot"]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 import aiohttp
 import discord
 
+from bot.callbacks import CALLBACK_PATH, PROBE_HEADER, CallbackListener, callback_url
 from bot.config import Settings
 from bot.providers import PROVIDER_NAMES, build_providers
+from bot.store import TaskReport
+from providers import CallbackNews
 from providers.errors import CredentialsRefused, ProviderError, ProviderUnavailable
 
 
@@ -88,9 +92,66 @@ async def check_providers(settings: Settings, session: aiohttp.ClientSession) ->
     return rows
 
 
+async def check_callbacks(settings: Settings, session: aiohttp.ClientSession) -> CheckRow:
+    """Whether PUBLIC_URL reaches this bot's callback listener, asked from here, as a provider would."""
+    providers = build_providers(settings, session)
+    calling = [name for name, provider in providers.items() if provider.calls_back]
+    if not settings.public_url:
+        if calling:
+            return CheckRow(
+                "Callbacks",
+                True,
+                "PixVerse webhook only",
+                fix=f"Set PUBLIC_URL too, so this check can reach {CALLBACK_PATH.format(provider='pixverse')}.",
+            )
+        return CheckRow(
+            "Callbacks", True, "off: jobs are polled", fix="Set PUBLIC_URL so that HiDream and Vidu call back."
+        )
+    if not calling:
+        return CheckRow("Callbacks", True, "no provider calls back", fix="Enable HiDream or Vidu to use PUBLIC_URL.")
+    name = calling[0]
+    url = callback_url(settings.public_url, name)
+    listener = CallbackListener(providers, _no_report, host=settings.callback_host, port=settings.callback_port)
+    # When the port is taken, it is most likely by the running bot's own listener, which answers the probe.
+    with contextlib.suppress(OSError):
+        await listener.start()
+    try:
+        async with session.get(url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=10)) as response:
+            answered = response.headers.get(PROBE_HEADER)
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return CheckRow(
+            "Callbacks",
+            False,
+            "unreachable",
+            fix=f"{url} did not answer ({type(exc).__name__}); point PUBLIC_URL (or your reverse proxy) at "
+            f"CALLBACK_PORT {settings.callback_port}.",
+        )
+    finally:
+        await listener.stop()
+    if answered != name:
+        return CheckRow(
+            "Callbacks",
+            False,
+            f"HTTP {status} from something else",
+            fix=f"{url} is not this bot's callback listener; route {CALLBACK_PATH.format(provider='*')} under "
+            f"PUBLIC_URL to CALLBACK_PORT {settings.callback_port}.",
+        )
+    return CheckRow("Callbacks", True, f"{settings.public_url} reaches the listener ({', '.join(calling)})")
+
+
+async def _no_report(provider: str, news: CallbackNews) -> TaskReport:
+    # A probe is a GET; a POST reaching this short-lived listener is not a job's callback to act on.
+    return TaskReport()
+
+
 async def run_checks(settings: Settings) -> list[CheckRow]:
     async with aiohttp.ClientSession() as session:
-        return [await check_discord(settings), *await check_providers(settings, session)]
+        return [
+            await check_discord(settings),
+            *await check_providers(settings, session),
+            await check_callbacks(settings, session),
+        ]
 
 
 def render(rows: list[CheckRow]) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.callbacks import CallbackListener
 from bot.config import Settings
 from bot.health import HealthServer
 from bot.jobs.inputs import InputStore
@@ -43,7 +44,8 @@ async def assemble(
     now: Callable[[], datetime] = utc_now,
     **bot_options: Any,
 ) -> AsyncIterator[AnimateBot]:
-    """The bot with its providers, ledger, scheduler, job service, presenter, metrics and health server.
+    """The bot with its providers, ledger, scheduler, job service, presenter, metrics, health server and, when a
+    provider calls back, the callback listener.
 
     Everything is closed on exit, in the reverse order.
     """
@@ -66,8 +68,14 @@ async def assemble(
             job_retention=timedelta(days=settings.job_retention_days) if settings.job_retention_days else None,
         )
         lease = timedelta(seconds=settings.lease_seconds)
+        calling_back = frozenset(name for name, provider in providers.items() if provider.calls_back)
         scheduler = Scheduler(
-            store, providers, inputs, scheduler_settings(settings), maintenance=retention, observer=metrics
+            store,
+            providers,
+            inputs,
+            scheduler_settings(settings, callback_providers=calling_back),
+            maintenance=retention,
+            observer=metrics,
         )
         jobs = JobService(providers, scheduler, inputs, session, preparation=preparation)
         presenter = Presenter(
@@ -113,11 +121,22 @@ async def assemble(
                 port=settings.health_port,
                 metrics=lambda: metrics.render(store),
             )
+            callbacks = CallbackListener(
+                providers,
+                scheduler.task_reported,
+                host=settings.callback_host,
+                port=settings.callback_port,
+                on_outcome=metrics.callback,
+                now=now,
+            )
             if settings.health_port:
                 await health.start()
             try:
+                if callbacks.active:
+                    await callbacks.start()
                 yield bot
             finally:
+                await callbacks.stop()
                 await health.stop()
     finally:
         # Only after the bot's stop, which waited for work in flight whose leases had to stay alive meanwhile.

@@ -126,6 +126,30 @@ class Settings(BaseSettings):
         description="the shard ids this process connects, separated by commas, each a whole number from 0 to "
         "SHARD_COUNT - 1 and none twice (empty: all of them; none: no gateway)",
     )
+    public_url: str = Field(
+        "",
+        description="the https URL under which the providers reach this bot's callback listener, such as "
+        "https://bot.example.org (empty: no callbacks, every job is polled)",
+    )
+    callback_port: int = Field(
+        8090,
+        ge=1,
+        le=65535,
+        description="the port the callback listener binds, from 1 to 65535 (not HEALTH_PORT: only this one faces "
+        "the internet)",
+    )
+    callback_host: str = Field("0.0.0.0", description="the address the callback listener binds")  # noqa: S104
+    callback_poll_seconds: float = Field(
+        180.0,
+        ge=10,
+        le=3600,
+        description="seconds from 10 to 3600 between status checks of a job whose provider calls back "
+        "(the fallback when a callback is lost)",
+    )
+    pixverse_webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        description="the webhook secret from PixVerse's console, or empty to keep polling PixVerse",
+    )
     health_port: int = Field(
         8080, ge=0, le=65535, description="the port of the /healthz endpoint, from 1 to 65535 (0 turns it off)"
     )
@@ -173,6 +197,18 @@ class Settings(BaseSettings):
         scheme, _, rest = value.partition("://")
         if scheme not in ("http", "https") or not rest.split("/")[0]:
             raise ValueError("not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        scheme, _, rest = value.partition("://")
+        host = rest.split("/")[0]
+        if scheme not in ("http", "https") or not host or "?" in value or "#" in value:
+            raise ValueError("not an http(s) base URL")
         return value.rstrip("/")
 
     @field_validator("inputs_dir", mode="before")

@@ -136,6 +136,14 @@ class Metrics:
             registry=registry,
         )
 
+        self.callbacks = Counter(
+            "animate_callbacks",
+            "Requests to the callback listener, by provider and outcome (accepted, unknown_task, ended_task, "
+            "refused_401, refused_400, rate_limited, ...).",
+            ["provider", "outcome"],
+            registry=registry,
+        )
+
     def track(self, providers: Iterable[str]) -> None:
         """Expose the configured providers' counters and gauges from the start, at zero."""
         self.providers = tuple(providers)
@@ -177,6 +185,11 @@ class Metrics:
 
     def refused(self, provider: str, endpoint: str, error: ProviderError) -> None:
         self.provider_refusals.labels(provider, endpoint, error.kind.value).inc()
+
+    # The callback listener.
+
+    def callback(self, provider: str, outcome: str) -> None:
+        self.callbacks.labels(provider, outcome).inc()
 
     # The presenter's callback.
 

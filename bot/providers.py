@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
+from bot.callbacks import callback_url
 from bot.config import Settings
 from bot.metrics import Metrics
 from providers import VideoProvider
@@ -19,8 +20,14 @@ PROVIDER_NAMES = {provider.name: provider.display_name for provider in PROVIDER_
 def build_providers(
     settings: Settings, session: aiohttp.ClientSession, metrics: Metrics | None = None
 ) -> dict[str, VideoProvider]:
-    """One client per provider whose key is set, by provider name; each tells ``metrics`` of its requests."""
+    """One client per provider whose key is set, by provider name; each tells ``metrics`` of its requests.
+
+    With PUBLIC_URL, HiDream and Vidu are asked to call back under it; with PIXVERSE_WEBHOOK_SECRET, PixVerse's
+    account webhook is taken.
+    """
     timeout = settings.http_timeout_seconds
+    public = settings.public_url
+    webhook = settings.pixverse_webhook_secret
     built: list[VideoProvider] = []
     if settings.hidream_api_key.get_secret_value():
         built.append(
@@ -30,6 +37,7 @@ def build_providers(
                 base_url=settings.hidream_base_url,
                 timeout=timeout,
                 observer=metrics.provider_observer(HiDream.name) if metrics else None,
+                callback_url=callback_url(public, HiDream.name) if public else None,
             )
         )
     if settings.pixverse_api_key.get_secret_value():
@@ -40,6 +48,7 @@ def build_providers(
                 base_url=settings.pixverse_base_url,
                 timeout=timeout,
                 observer=metrics.provider_observer(PixVerse.name) if metrics else None,
+                webhook_secret=webhook if webhook.get_secret_value() else None,
             )
         )
     if settings.vidu_api_key.get_secret_value():
@@ -51,6 +60,7 @@ def build_providers(
                 auth_scheme=settings.vidu_auth_scheme,
                 timeout=timeout,
                 observer=metrics.provider_observer(Vidu.name) if metrics else None,
+                callback_url=callback_url(public, Vidu.name) if public else None,
             )
         )
     return {provider.name: provider for provider in built}

@@ -13,11 +13,15 @@ from providers.base import (
     TaskStatus,
     VideoProvider,
 )
+from providers.callbacks import Callback, CallbackNews, CallbackRefused
 from providers.errors import ErrorKind, ProviderError
 from providers.options import Capabilities, Operation, OptionSpec
 
 __all__ = [
     "AccountCheck",
+    "Callback",
+    "CallbackNews",
+    "CallbackRefused",
     "Capabilities",
     "ErrorKind",
     "GenerationRequest",

@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
+from providers.callbacks import Callback, CallbackNews, CallbackRefused
 from providers.errors import CancelNotPossible, ErrorKind, InvalidRequest, SubmitOutcomeUnknown
 from providers.media import PreparedImage, PreparedVideo, VideoLimits, prepare_image, prepare_video
 from providers.options import Capabilities, Operation, Params
@@ -136,6 +137,15 @@ class VideoProvider(ABC):
     async def cancel(self, task: TaskRef) -> None:
         """Ask the provider to cancel a task; raises CancelNotPossible where it cannot."""
         raise CancelNotPossible(self.display_name, f"{self.display_name} has no way to cancel a task.")
+
+    @property
+    def calls_back(self) -> bool:
+        """Whether the provider calls this bot back when its tasks change (so they are polled rarely)."""
+        return False
+
+    def read_callback(self, callback: Callback) -> CallbackNews:
+        """What a callback says, once it proved to come from the provider; raises CallbackRefused otherwise."""
+        raise CallbackRefused(404, f"{self.display_name} callbacks are not taken")
 
     @abstractmethod
     async def check(self) -> AccountCheck:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,11 @@ async def test_everything_configured_and_working(fakes: dict[str, Any], tmp_path
         ("HiDream", True),
         ("PixVerse", True),
         ("Vidu", True),
+        ("Callbacks", True),
     ]
     by_name = {row.name: row for row in rows}
+    assert by_name["Callbacks"].status == "off: jobs are polled"
+    assert "PUBLIC_URL" in by_name["Callbacks"].fix
     assert by_name["Discord"].status == f"logged in as {fakes['discord'].bot_user.username}"
     assert by_name["PixVerse"].credits == "320"
     assert by_name["Vidu"].credits == "100000"
@@ -97,3 +101,35 @@ async def test_the_command_prints_the_table_and_fails_when_something_is_wrong(
     assert "FAIL  Vidu" in out
     assert "ok    Discord" in out
     assert "VIDU_API_KEY was refused" in out
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_the_check_says_whether_public_url_reaches_the_callback_listener(
+    fakes: dict[str, Any], tmp_path: Path
+) -> None:
+    port = free_port()
+    reachable = settings_for(
+        fakes, tmp_path, public_url=f"http://127.0.0.1:{port}", callback_port=port, callback_host="127.0.0.1"
+    )
+    with patch_discord(fakes["discord"]):
+        rows = {row.name: row for row in await run_checks(reachable)}
+    assert rows["Callbacks"].ok
+    assert rows["Callbacks"].status == f"http://127.0.0.1:{port} reaches the listener (hidream, vidu)"
+
+    # PUBLIC_URL points at something that is not the listener (here the fake Vidu, which answers 404).
+    elsewhere = settings_for(fakes, tmp_path, public_url=fakes["vidu"].base_url, callback_port=free_port())
+    with patch_discord(fakes["discord"]):
+        rows = {row.name: row for row in await run_checks(elsewhere)}
+    assert not rows["Callbacks"].ok
+    assert rows["Callbacks"].status == "HTTP 404 from something else"
+    assert "CALLBACK_PORT" in rows["Callbacks"].fix
+
+    nobody = settings_for(fakes, tmp_path, public_url=f"http://127.0.0.1:{free_port()}", callback_port=free_port())
+    with patch_discord(fakes["discord"]):
+        rows = {row.name: row for row in await run_checks(nobody)}
+    assert (rows["Callbacks"].ok, rows["Callbacks"].status) == (False, "unreachable")

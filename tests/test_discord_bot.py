@@ -220,6 +220,9 @@ async def test_the_card_keeps_updating_after_the_interaction_token_expires(world
     async with world.running():
         interaction = await world.animate("vidu")
         job = await world.job_for(interaction)
+        # The first render goes out with the token, which lives then; only after it does the clock jump.
+        rendered = rf"/webhooks/\d+/[^/]+/messages/{job.message_id}"
+        await world.discord.wait_until(lambda: bool(world.discord.requests_to("PATCH", rendered)))
         world.discord.advance(15 * 60 + 1)
         done = await world.finished(job.id)
         card = world.discord.original(interaction)
@@ -292,7 +295,10 @@ async def test_a_deleted_card_does_not_stop_the_job(world: World) -> None:
 async def test_the_first_render_turns_the_deferral_into_the_card_with_a_thumbnail_and_cancel(world: World) -> None:
     async with world.running():
         job = await world.job_for(await world.animate("pixverse"))
-        first = world.discord.requests_to("PATCH", rf"/webhooks/\d+/[^/]+/messages/{job.message_id}")[0]
+        # The deferral is the card's message from the start; the first render edits it a moment later.
+        card = rf"/webhooks/\d+/[^/]+/messages/{job.message_id}"
+        await world.discord.wait_until(lambda: bool(world.discord.requests_to("PATCH", card)))
+        first = world.discord.requests_to("PATCH", card)[0]
     [embed] = first.json["embeds"]
     assert embed["footer"]["text"] == f"Job {job.id}"
     assert embed["thumbnail"]["url"] == "attachment://input.jpg"

@@ -27,8 +27,9 @@ from bot.background import TaskSet
 from bot.jobs.inputs import InputMissing, InputStore
 from bot.jobs.observer import JobObserver
 from bot.jobs.returns import LeaseReturns
-from bot.store import Admission, InvalidTransition, Job, JobState, NewJob, Store
+from bot.store import Admission, InvalidTransition, Job, JobState, NewJob, Store, TaskReport
 from providers import (
+    CallbackNews,
     ErrorKind,
     GenerationRequest,
     Operation,
@@ -39,6 +40,7 @@ from providers import (
     TaskStatus,
     VideoProvider,
 )
+from providers.callbacks import CALLBACK_SKEW
 from providers.errors import (
     CancelNotPossible,
     ModerationRejected,
@@ -101,6 +103,13 @@ class SchedulerSettings:
     unreachable_grace: timedelta = timedelta(hours=1)
     #: How often queue timeouts and retention run.
     maintenance_interval: float = 10.0
+    #: Providers that call back: their jobs are checked when a callback says so, and otherwise only this
+    #: often, in case a callback is lost.
+    callback_providers: frozenset[str] = frozenset()
+    callback_poll_interval: float = 180.0
+    #: For a batching provider that calls back: the least time between two rounds of checks, so that
+    #: callbacks arriving together share a request.
+    callback_round_gap: float = 0.25
 
     def limits_for(self, provider: str) -> ProviderLimits:
         return self.limits.get(provider, ProviderLimits())
@@ -123,6 +132,12 @@ def attempt_key(job_key: str, attempt: int) -> str:
     """The idempotency key of one definite send: a refused send is retried under a new key, while a send
     whose outcome is unknown is looked up (or replayed) under the same one."""
     return job_key if attempt <= 1 else f"{job_key}-{attempt}"
+
+
+def job_key_of(idempotency_key: str) -> str:
+    """The job key an attempt key was made from (the key itself for a first attempt)."""
+    stem, dash, attempt = idempotency_key.rpartition("-")
+    return stem if dash and attempt.isdigit() and int(attempt) > 1 else idempotency_key
 
 
 class Scheduler:
@@ -227,6 +242,26 @@ class Scheduler:
             self._observer.job_created(job)
         self._queue_changed(job.provider)
         return job
+
+    async def task_reported(self, provider: str, news: CallbackNews) -> TaskReport:
+        """A provider's callback (already checked by its client) names tasks: their jobs are checked now.
+
+        The callback itself decides nothing: the check that follows asks the provider's API.
+        """
+        keys = {key for given in news.keys for key in (given, job_key_of(given))}
+        report = await self.store.report_task(
+            provider,
+            task_ids=news.task_ids,
+            keys=sorted(keys),
+            finished=news.finished,
+            nonce=news.nonce,
+            nonce_since=self.store.now() - CALLBACK_SKEW if news.nonce else None,
+        )
+        if report.woken:
+            self._wake.set()
+        for job in await self.store.get_jobs(list(report.started)):
+            self._publish(job)
+        return report
 
     async def mark_delivered(self, job_id: int) -> bool:
         """Record that a finished job was announced; False when it already was."""
@@ -423,7 +458,7 @@ class Scheduler:
                 accepted_at=now,
                 credits=submission.credits,
                 provider_status=None,
-                next_check_at=now + timedelta(seconds=self.settings.poll_interval),
+                next_check_at=now + timedelta(seconds=self._first_check(job)),
                 detail=f"accepted as task {submission.task_id}",
             )
         except InvalidTransition:
@@ -542,7 +577,11 @@ class Scheduler:
         )
         if jobs and size > 1 and len(jobs) < slots * size:
             # Everything due within the horizon went; what the slots left behind goes as soon as they free.
-            self._next_round[provider.name] = now + horizon
+            # Where callbacks make tasks due one by one, rounds follow them closely.
+            gap = horizon
+            if provider.name in self.settings.callback_providers:
+                gap = min(gap, timedelta(seconds=self.settings.callback_round_gap))
+            self._next_round[provider.name] = now + gap
         groups = [jobs[start : start + size] for start in range(0, len(jobs), size)]
         for group in groups:
             self._polls_in_flight[provider.name] += 1
@@ -652,6 +691,11 @@ class Scheduler:
         for job in await self._returns.give_back(releases, read=visible):
             self._publish(job)
 
+    def _first_check(self, job: Job) -> float:
+        if job.provider in self.settings.callback_providers:
+            return self.settings.callback_poll_interval
+        return self.settings.poll_interval
+
     def _request_capacity(self, provider: VideoProvider) -> int:
         # One request answers many tasks for a batching provider; otherwise a few are in flight.
         return 2 if provider.poll_batch_size > 1 else self.settings.max_polls_in_flight
@@ -669,6 +713,9 @@ class Scheduler:
         return (job.accepted_at or job.updated_at) + span
 
     def _interval(self, job: Job, now: datetime) -> float:
+        if job.provider in self.settings.callback_providers:
+            longest = self.settings.off_peak_poll_interval if job.params.get("off_peak") else 0.0
+            return max(self.settings.callback_poll_interval, longest)
         if job.params.get("off_peak"):
             return self.settings.off_peak_poll_interval
         age = (now - (job.accepted_at or now)).total_seconds()

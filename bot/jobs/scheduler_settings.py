@@ -9,8 +9,8 @@ from bot.jobs.scheduler import ProviderLimits, SchedulerSettings
 from providers import Operation
 
 
-def scheduler_settings(settings: Settings) -> SchedulerSettings:
-    """The scheduler's limits and timing from the environment's settings."""
+def scheduler_settings(settings: Settings, *, callback_providers: frozenset[str] = frozenset()) -> SchedulerSettings:
+    """The scheduler's limits and timing from the environment's settings; ``callback_providers`` call back."""
 
     def cap(value: int) -> int | None:
         return value or None
@@ -26,6 +26,8 @@ def scheduler_settings(settings: Settings) -> SchedulerSettings:
         lease=timedelta(seconds=settings.lease_seconds),
         # A send in flight at a stop may be an upload and a create, each up to the HTTP timeout.
         stop_grace=2 * settings.http_timeout_seconds + 10,
+        callback_providers=callback_providers,
+        callback_poll_interval=settings.callback_poll_seconds,
         limits={
             "hidream": ProviderLimits(
                 max_running=cap(settings.hidream_max_running),

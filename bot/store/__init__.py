@@ -20,7 +20,7 @@ from bot.store.models import (
     can_transition,
     intake_job_key,
 )
-from bot.store.store import DueTimes, Store, StoreError
+from bot.store.store import DueTimes, Store, StoreError, TaskReport
 
 __all__ = [
     "ERROR_STATES",
@@ -41,6 +41,7 @@ __all__ = [
     "ProviderFigures",
     "Store",
     "StoreError",
+    "TaskReport",
     "Usage",
     "can_transition",
     "intake_job_key",

@@ -37,7 +37,17 @@ from bot.store.models import (
     can_transition,
 )
 
-__all__ = ["MIGRATIONS", "DueTimes", "Pruned", "Store", "StoreError", "SubmitClaim", "migrations", "utc_now"]
+__all__ = [
+    "MIGRATIONS",
+    "DueTimes",
+    "Pruned",
+    "Store",
+    "StoreError",
+    "SubmitClaim",
+    "TaskReport",
+    "migrations",
+    "utc_now",
+]
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -105,6 +115,26 @@ class DueTimes:
     #: also in ``checks``).
     polls: dict[str, datetime] = field(default_factory=dict)
     sends: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskReport:
+    """What the ledger made of a callback about a provider task."""
+
+    #: The nonce was seen before within its window: a replay, and nothing changed.
+    replayed: bool = False
+    #: Unfinished jobs of that task (or sent under that key).
+    jobs: tuple[int, ...] = ()
+    #: Of those, the jobs made due for a check now (a report that the task finished).
+    woken: tuple[int, ...] = ()
+    #: Jobs whose start was recorded just now (their card can say so).
+    started: tuple[int, ...] = ()
+    #: A job of that task exists but has already ended.
+    ended: bool = False
+
+    @property
+    def known(self) -> bool:
+        return bool(self.jobs) or self.ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,9 +342,15 @@ class Store:
                 values["queue_position"] = None
                 values["next_check_at"] = None
                 values["delivery_next_at"] = now
-            assignments = ", ".join(f"{name} = ?" for name in values)
-            sql = f"UPDATE jobs SET {assignments} WHERE id = ? RETURNING *"  # noqa: S608
-            updated = await db.fetch(sql, (*values.values(), job_id))
+            assignments = [f"{name} = ?" for name in values]
+            params = list(values.values())
+            if to_state is JobState.RUNNING and "next_check_at" in values:
+                # A callback came while the job was being sent: its first check is due now.
+                at = list(values).index("next_check_at")
+                assignments[at] = "next_check_at = CASE WHEN wake_pending = 1 THEN ? ELSE ? END"
+                params[at : at + 1] = [now, values["next_check_at"]]
+            sql = f"UPDATE jobs SET {', '.join(assignments)} WHERE id = ? RETURNING *"  # noqa: S608
+            updated = await db.fetch(sql, (*params, job_id))
             await _add_event(db, job_id, now, current, to_state, detail)
             await db.notify()
             return Job.from_row(updated[0])
@@ -475,8 +511,10 @@ class Store:
                 (provider, state.value, _column_value(now + horizon), stamp, limit),
                 skip_locked=True,
             )
-            # Until the lease runs out, the job is not due: a lost lease makes it due again by itself.
-            return await _lease(db, rows, owner, until, "next_check_at = ?", (until,), order="next_check_at")
+            # Until the lease runs out, the job is not due: a lost lease makes it due again by itself. The check
+            # about to go out answers any callback that came before it.
+            also = "next_check_at = ?, wake_pending = 0" if state is JobState.RUNNING else "next_check_at = ?"
+            return await _lease(db, rows, owner, until, also, (until,), order="next_check_at")
 
     async def release(self, updates: Mapping[int, Mapping[str, Any]], *, owner: str) -> list[int]:
         """Set fields of jobs this owner holds and give their leases back; returns the ids it still held."""
@@ -498,9 +536,16 @@ class Store:
             statements: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
             for job_id in held:
                 columns = _checked_columns(updates[job_id])
-                statements.setdefault(tuple(columns), []).append((*columns.values(), now, job_id))
+                values = [value for name, value in columns.items() for value in _release_values(name, value, now)]
+                statements.setdefault(tuple(columns), []).append((*values, now, job_id))
             for names, values in statements.items():
-                assignments = "".join(f"{name} = ?, " for name in names)
+                # A callback that came while the job was leased makes its next check due at once.
+                assignments = "".join(
+                    f"{name} = CASE WHEN wake_pending = 1 THEN ? ELSE ? END, "
+                    if name == "next_check_at"
+                    else f"{name} = ?, "
+                    for name in names
+                )
                 await db.executemany(
                     f"UPDATE jobs SET {assignments}lease_owner = NULL, lease_until = NULL, updated_at = ?"  # noqa: S608
                     " WHERE id = ?",
@@ -601,6 +646,78 @@ class Store:
                 "UPDATE jobs SET next_check_at = ? WHERE id = ?", sorted(moved, key=lambda row: row[1])
             )
             return len(moved)
+
+    async def report_task(
+        self,
+        provider: str,
+        *,
+        task_ids: Sequence[str],
+        keys: Sequence[str] = (),
+        finished: bool,
+        nonce: str | None = None,
+        nonce_since: datetime | None = None,
+    ) -> TaskReport:
+        """A provider said something about its tasks (by task id, or by the key a job was sent under).
+
+        A report that the task finished makes each unfinished job of it due for a check now, or, while its check
+        is out, as soon as that check is given back; any report records that the task started. Nothing else:
+        the check decides what happened. With ``nonce``, a nonce already seen since ``nonce_since`` makes the
+        report a replay that changes nothing.
+        """
+        now = self._stamp()
+        async with self._transaction() as db:
+            if nonce is not None:
+                if nonce_since is not None:
+                    await db.execute(
+                        "DELETE FROM callback_nonces WHERE provider = ? AND seen_at < ?",
+                        (provider, _column_value(nonce_since)),
+                    )
+                if not await db.execute(
+                    "INSERT INTO callback_nonces (provider, nonce, seen_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (provider, nonce) DO NOTHING",
+                    (provider, nonce, now),
+                ):
+                    return TaskReport(replayed=True)
+            conditions = []
+            params: list[Any] = [provider]
+            if task_ids:
+                conditions.append(f"task_id IN ({', '.join('?' for _ in task_ids)})")
+                params.extend(task_ids)
+            if keys:
+                conditions.append(f"key IN ({', '.join('?' for _ in keys)})")
+                params.extend(keys)
+            if not conditions:
+                return TaskReport()
+            rows = await db.fetch_held(
+                f"SELECT id, state, task_id, started_at FROM jobs WHERE provider = ? AND ({' OR '.join(conditions)})"  # noqa: S608
+                " ORDER BY id",
+                params,
+            )
+            unfinished = [row for row in rows if JobState(row["state"]) in (JobState.SUBMITTING, JobState.RUNNING)]
+            started = [
+                int(row["id"])
+                for row in unfinished
+                if row["state"] == JobState.RUNNING.value and row["started_at"] is None
+            ]
+            if started:
+                await db.executemany(
+                    "UPDATE jobs SET started_at = ?, updated_at = ? WHERE id = ? AND started_at IS NULL",
+                    [(now, now, job_id) for job_id in started],
+                )
+            if finished and unfinished:
+                await db.executemany(
+                    "UPDATE jobs SET wake_pending = 1, next_check_at = CASE WHEN lease_owner IS NULL THEN ?"
+                    " ELSE next_check_at END, updated_at = ? WHERE id = ? AND state IN ('submitting', 'running')",
+                    [(now, now, int(row["id"])) for row in unfinished],
+                )
+                await db.notify()
+            ids = tuple(int(row["id"]) for row in unfinished)
+            return TaskReport(
+                jobs=ids,
+                woken=ids if finished else (),
+                started=tuple(started),
+                ended=len(unfinished) < len(rows),
+            )
 
     async def pause_provider(self, provider: str, until: datetime) -> None:
         """No submits to the provider before ``until`` (after it asked the bot to slow down)."""
@@ -1195,6 +1312,10 @@ async def _fetch(db: Transaction, job_id: int) -> Job:
     row = rows[0] if rows else None
     assert row is not None
     return Job.from_row(row)
+
+
+def _release_values(name: str, value: Any, now: str) -> tuple[Any, ...]:
+    return (now, value) if name == "next_check_at" else (value,)
 
 
 async def _lease(

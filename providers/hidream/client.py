@@ -20,6 +20,7 @@ from providers.base import (
     TaskStatus,
     VideoProvider,
 )
+from providers.callbacks import Callback, CallbackNews, CallbackRefused
 from providers.errors import (
     CredentialsRefused,
     ErrorKind,
@@ -29,6 +30,7 @@ from providers.errors import (
     RateLimited,
     SubmitOutcomeUnknown,
 )
+from providers.hidream import callback as hidream_callback
 from providers.hidream.capabilities import CAPABILITIES
 from providers.hidream.models import (
     RESOLUTIONS,
@@ -97,7 +99,10 @@ class HiDream(VideoProvider):
         retry: RetryPolicy | None = None,
         batch_size: int = BATCH_SIZE,
         observer: RequestObserver | None = None,
+        callback_url: str | None = None,
     ) -> None:
+        #: Given to HiDream with every submit, so it calls back when the task ends.
+        self.callback_url = callback_url
         self._key = api_key
         self._http = ProviderHTTP(
             session,
@@ -116,6 +121,15 @@ class HiDream(VideoProvider):
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key.get_secret_value()}", "Content-Type": "application/json"}
+
+    @property
+    def calls_back(self) -> bool:
+        return self.callback_url is not None
+
+    def read_callback(self, callback: Callback) -> CallbackNews:
+        if self.callback_url is None:
+            raise CallbackRefused(404, "HiDream callbacks are not taken (PUBLIC_URL is not set)")
+        return hidream_callback.read_callback(callback)
 
     # The documented endpoints.
 
@@ -180,6 +194,7 @@ class HiDream(VideoProvider):
                 prompt=str(params["prompt"]) if "prompt" in params else None,
                 style=Style(str(style)) if style else None,
                 request_id=idempotency_key,
+                notify_url=self.callback_url,
             )
             result = await self.submit_video_edit(edit)
         else:
@@ -194,6 +209,7 @@ class HiDream(VideoProvider):
                 camera_move_vertical=int(params["camera_vertical"]),
                 camera_move_depth=int(params["camera_depth"]),
                 motion_strength=float(params["motion_strength"]),
+                notify_url=self.callback_url,
             )
             result = await self.submit_img2video(body)
         # No cost here or in the results: seeds 000, 001 and 003 and the official pages give the submit answer

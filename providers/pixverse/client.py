@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from providers.answers import UnknownStates
 from providers.base import AccountCheck, GenerationRequest, Submission, TaskRef, TaskState, TaskStatus, VideoProvider
+from providers.callbacks import Callback, CallbackNews, CallbackRefused
 from providers.errors import (
     CredentialsRefused,
     ErrorKind,
@@ -48,6 +49,7 @@ from providers.pixverse.models import (
     VideoResult,
     VideoStatus,
 )
+from providers.pixverse.webhook import read_webhook
 
 NAME = "PixVerse"
 DEFAULT_BASE_URL = "https://app-api.pixverse.ai"
@@ -86,8 +88,11 @@ class PixVerse(VideoProvider):
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         observer: RequestObserver | None = None,
+        webhook_secret: SecretStr | None = None,
     ) -> None:
         self._key = api_key
+        #: The secret of the account's webhook in PixVerse's console; None: PixVerse is polled as usual.
+        self._webhook_secret = webhook_secret
         self._http = ProviderHTTP(
             session,
             provider=NAME,
@@ -101,6 +106,15 @@ class PixVerse(VideoProvider):
 
     def _headers(self, trace_id: str | None = None) -> dict[str, str]:
         return {"API-KEY": self._key.get_secret_value(), "Ai-trace-id": trace_id or str(uuid.uuid4())}
+
+    @property
+    def calls_back(self) -> bool:
+        return self._webhook_secret is not None
+
+    def read_callback(self, callback: Callback) -> CallbackNews:
+        if self._webhook_secret is None:
+            raise CallbackRefused(404, "PixVerse webhooks are not taken (PIXVERSE_WEBHOOK_SECRET is not set)")
+        return read_webhook(callback, secret=self._webhook_secret.get_secret_value())
 
     # The documented endpoints.
 

@@ -6,12 +6,14 @@ import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import SecretStr
 
 from providers.answers import UnknownStates
 from providers.base import AccountCheck, GenerationRequest, Submission, TaskRef, TaskState, TaskStatus, VideoProvider
+from providers.callbacks import Callback, CallbackNews, CallbackRefused
 from providers.errors import (
     CancelNotPossible,
     ErrorKind,
@@ -35,6 +37,7 @@ from providers.http import (
 )
 from providers.media import PreparedImage
 from providers.options import Operation, Params
+from providers.vidu import callback as signed_callback
 from providers.vidu.capabilities import CAPABILITIES, audio_on
 from providers.vidu.models import (
     CreateResponse,
@@ -89,9 +92,12 @@ class Vidu(VideoProvider):
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         observer: RequestObserver | None = None,
+        callback_url: str | None = None,
     ) -> None:
         self._key = api_key
         self._scheme = auth_scheme
+        #: Given to Vidu with every create, so it calls back on each change of the task.
+        self.callback_url = callback_url
         self._http = ProviderHTTP(
             session,
             provider=NAME,
@@ -105,6 +111,20 @@ class Vidu(VideoProvider):
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"{self._scheme} {self._key.get_secret_value()}", "Content-Type": "application/json"}
+
+    @property
+    def calls_back(self) -> bool:
+        return self.callback_url is not None
+
+    def read_callback(self, callback: Callback) -> CallbackNews:
+        if self.callback_url is None:
+            raise CallbackRefused(404, "Vidu callbacks are not taken (PUBLIC_URL is not set)")
+        return signed_callback.read_callback(
+            callback,
+            secret=self._key.get_secret_value(),
+            path=urlsplit(self.callback_url).path,
+            payload_prefix=PAYLOAD_PREFIX,
+        )
 
     # The documented endpoints.
 
@@ -204,7 +224,9 @@ class Vidu(VideoProvider):
         self._require_valid(request)
         assert isinstance(request.media, PreparedImage)
         params = self.capabilities[Operation.IMAGE_TO_VIDEO].resolve(request.params)
-        created = await self.create(build_create_request(params, request.media, payload_for(idempotency_key)))
+        created = await self.create(
+            build_create_request(params, request.media, payload_for(idempotency_key), callback_url=self.callback_url)
+        )
         if created.state == State.FAILED:
             # Vidu can refuse a task in the create answer itself.
             raise _failure_error(created.err_code)
@@ -246,7 +268,9 @@ class Vidu(VideoProvider):
         return AccountCheck(credits=remaining, detail=detail)
 
 
-def build_create_request(params: Params, image: PreparedImage, payload: str) -> Img2VideoRequest:
+def build_create_request(
+    params: Params, image: PreparedImage, payload: str, *, callback_url: str | None = None
+) -> Img2VideoRequest:
     """The documented create body for validated, default-filled options."""
     model = str(params["model"])
     sound = audio_on(params)
@@ -265,6 +289,7 @@ def build_create_request(params: Params, image: PreparedImage, payload: str) -> 
             "movement_amplitude": params.get("movement_amplitude"),
             "payload": payload,
             "off_peak": params.get("off_peak"),
+            "callback_url": callback_url,
         }
     )
 
