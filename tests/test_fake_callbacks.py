@@ -280,6 +280,17 @@ async def test_hidream_stops_retrying_once_a_try_gets_200(receiver: Receiver) ->
         assert [(sent.attempt, sent.status) for sent in fake.callbacks_sent] == [(1, 503), (2, 200)]
 
 
+async def test_a_refused_connection_is_recorded_without_a_status_and_retried() -> None:
+    async with Receiver() as gone:
+        closed_url = f"{gone.base_url}/cb"
+    clock = FakeClock()
+    async with FakeHiDream(api_key=HD_KEY, clock=clock) as fake, aiohttp.ClientSession() as http:
+        await hd_create(http, fake, notify_url=closed_url)
+        for step in (0.5, 1.0, 1.0, 1.0):
+            await settle(fake, clock, step)
+        assert [(sent.attempt, sent.status) for sent in fake.callbacks_sent] == [(1, None), (2, None), (3, None)]
+
+
 @pytest.mark.parametrize("notify", [None, ""])
 async def test_hidream_without_notify_url_sends_nothing(receiver: Receiver, notify: str | None) -> None:
     clock = FakeClock()
@@ -409,6 +420,21 @@ async def test_vidu_calls_back_a_queued_task_when_it_starts(receiver: Receiver) 
         assert later == {(first, "success", clock.now), (second, "processing", clock.now)}
         [started] = [callback.json for callback in receiver.received if callback.json["id"] == second]
         assert started["state"] == "processing"
+
+
+async def test_vidu_calls_back_failed_when_a_queued_task_is_cancelled(receiver: Receiver) -> None:
+    clock = FakeClock()
+    async with (
+        FakeVidu(api_key=VD_KEY, clock=clock, queue_seconds=10.0) as fake,
+        aiohttp.ClientSession() as http,
+    ):
+        task_id = await vd_create(http, fake, callback_url=f"{receiver.base_url}/cb")
+        cancel = f"{fake.base_url}/ent/v2/tasks/{task_id}/cancel"
+        await post(http, cancel, json={"id": task_id}, headers={"Authorization": f"Token {VD_KEY}"})
+        await settle(fake, clock, 20.0)
+        [callback] = receiver.received
+        assert (callback.json["state"], callback.json["err_code"]) == ("failed", "UserCancelled")
+        assert [sent.event for sent in fake.callbacks_sent] == ["cancelled"]
 
 
 # -- PixVerse --------------------------------------------------------------------------------------

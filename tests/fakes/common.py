@@ -696,8 +696,8 @@ class FakeProvider:
         self._callbacks_changed = asyncio.Event()
 
     async def _tick_callbacks(self) -> None:
-        while not self._closing.is_set():
-            await self._pause(self.callback_tick)
+        while True:
+            await asyncio.sleep(self.callback_tick)
             self._fire_due_callbacks()
 
     def _fire_due_callbacks(self) -> None:
