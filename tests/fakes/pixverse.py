@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import heapq
+import hmac
 import itertools
+import json
 import random
 import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
+from urllib.parse import urlencode
 
 from aiohttp import web
 
 from tests.fakes.common import (
     MIB,
     Call,
+    CallbackDue,
     Clock,
     FakeProvider,
     Fault,
@@ -64,6 +71,8 @@ STYLES: Final = frozenset({"anime", "3d_animation", "clay", "cyberpunk", "comic"
 THINKING: Final = frozenset({"enabled", "disabled", "auto"})
 STATUS: Final = {"waiting": 5, "processing": 5, "success": 1, "deleted": 6, "moderation": 7, "failed": 8}
 UPLOAD_FORMATS: Final = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+WEBHOOK_EVENTS: Final = frozenset({"success", "moderation", "failed"})
+WEBHOOK_FIELDS: Final = ("id", "status", "url", "size", "has_audio", "credits")
 MODERATION_MESSAGES: Final = {
     500054: "image moderation failed",
     500063: "input pre-moderation failed",
@@ -92,6 +101,21 @@ class Upload:
     extension: str
     data: bytes
     url: str
+
+
+def _form_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def webhook_signing_body(body: Mapping[str, Any]) -> str:
+    """The notes' reading of PixVerse's signing body: top-level fields by key, as an HTML form encodes them."""
+    return urlencode([(key, _form_value(body[key])) for key in sorted(body)])
 
 
 def _typed(body: dict[str, Any], name: str, kind: type | tuple[type, ...], label: str) -> Any:
@@ -239,6 +263,11 @@ class FakePixVerse(FakeProvider):
         self._video_by_trace: dict[str, int] = {}
         self._responses: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
         self._ends: list[float] = []
+        #: The account webhook as set in PixVerse's console; both must be set for webhooks to go out.
+        self.webhook_url: str | None = None
+        self.webhook_secret: str | None = None
+        #: Seconds before each retry of a webhook that did not get HTTP 200 (fact 7: 8 tries from 2 s on).
+        self.webhook_retry_delays: tuple[float, ...] = (2, 4, 8, 16, 32, 64, 128)
         self._route("POST", "/openapi/v2/image/upload", "upload", self._upload)
         self._route("POST", "/openapi/v2/video/img/generate", "generate", self._generate)
         self._route("GET", "/openapi/v2/video/result/{video_id}", "result", self._result)
@@ -403,6 +432,9 @@ class FakePixVerse(FakeProvider):
         }
         task = self._create_task(video_id, body, info=info)
         heapq.heappush(self._ends, task.end_at)
+        if task.outcome.kind in WEBHOOK_EVENTS:
+            # An account webhook: whether and where it goes is read when the task ends.
+            self._schedule_callback(task, task.end_at, task.outcome.kind, "")
         self._video_by_trace[trace] = video_id
         spent_monthly = min(self.credit_monthly, credits)
         self.credit_monthly -= spent_monthly
@@ -415,10 +447,13 @@ class FakePixVerse(FakeProvider):
         return STATUS[task.phase(now)]
 
     def _result_view(self, task: Task, now: float) -> dict[str, Any]:
+        self._reported(task, now)
+        return self._result_fields(task, now)
+
+    def _result_fields(self, task: Task, now: float) -> dict[str, Any]:
         phase = task.phase(now)
         done = phase == "success"
         body = task.body
-        self._reported(task, now)
         size = 0
         if done:
             payload = self._media_payload(f"{task.task_id}.mp4")
@@ -463,3 +498,36 @@ class FakePixVerse(FakeProvider):
             "credit_package": self.credit_package,
         }
         return self._reply(call, resp)
+
+    # -- webhook ---------------------------------------------------------------------------
+
+    def sign_webhook(
+        self, body: Mapping[str, Any], *, timestamp: int | None = None, nonce: str | None = None
+    ) -> dict[str, str]:
+        """The headers PixVerse sends with a webhook carrying ``body`` (fact 7, signed with ``webhook_secret``)."""
+        if not self.webhook_secret:
+            raise ValueError("set webhook_secret before signing a webhook")
+        stamp = str(timestamp if timestamp is not None else int(time.time()))
+        once = nonce if nonce is not None else uuid.uuid4().hex
+        message = f"{stamp}\n{once}\n{webhook_signing_body(body)}"
+        digest = hmac.new(self.webhook_secret.encode(), message.encode(), hashlib.sha256).digest()
+        return {
+            "Content-Type": "application/json",
+            "Webhook-Timestamp": stamp,
+            "Webhook-Nonce": once,
+            "Webhook-Signature": base64.b64encode(digest).decode(),
+            "Ai-Trace-Id": str(uuid.uuid4()),
+        }
+
+    def _callback_target(self, callback: CallbackDue) -> str | None:
+        return self.webhook_url if self.webhook_url and self.webhook_secret else None
+
+    def _callback_body(self, callback: CallbackDue) -> bytes:
+        fields = self._result_fields(callback.task, callback.moment)
+        return dump_json({name: fields[name] for name in WEBHOOK_FIELDS})
+
+    def _callback_headers(self, callback: CallbackDue, url: str, body: bytes) -> dict[str, str]:
+        return self.sign_webhook(json.loads(body))
+
+    def _callback_retry_delays(self, callback: CallbackDue) -> Sequence[float]:
+        return self.webhook_retry_delays

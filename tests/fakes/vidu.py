@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import heapq
+import hmac
 import itertools
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, ClassVar, Final
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from tests.fakes.common import (
     MIB,
     Call,
+    CallbackDue,
     Clock,
     FakeProvider,
     Fault,
@@ -25,6 +31,7 @@ from tests.fakes.common import (
     Refusal,
     Task,
     decode_base64,
+    dump_json,
     is_http_url,
     is_int,
     json_response,
@@ -90,6 +97,7 @@ ERR_CODES: Final = {
 }
 STRING_FIELDS: Final = ("voice_id", "wm_position", "wm_url", "meta_data", "callback_url")
 FIELD_INVALID: Final = "FieldInvalid"
+SIGNED_HEADERS: Final = ("Date", "x-request-nonce")
 
 
 def _flag(body: dict[str, Any], name: str, default: bool) -> bool:
@@ -238,6 +246,9 @@ class FakeVidu(FakeProvider):
         self.off_peak_seconds = off_peak_seconds
         self.reject_over_concurrency = reject_over_concurrency
         self.credit_remain = credit_remain
+        #: Seconds before each retry of a success or failed callback that did not get HTTP 200 (Vidu fact 5:
+        #: retried three times; the spacing is not documented).
+        self.callback_retry_delays: tuple[float, ...] = (1.0, 1.0, 1.0)
         self._task_ids = itertools.count(911045603801182208)
         self._sequence = itertools.count()
         # Unscheduled tasks ordered by the time they may start, and end times of the running ones.
@@ -308,6 +319,7 @@ class FakeVidu(FakeProvider):
             self._queued -= 1
             task.start_at = start
             heapq.heappush(running, task.end_at)
+            self._task_started(task)
         while running and running[0] <= now:
             heapq.heappop(running)
 
@@ -409,9 +421,12 @@ class FakeVidu(FakeProvider):
     # -- queries ---------------------------------------------------------------------------
 
     def _view(self, task: Task, now: float) -> dict[str, Any]:
+        self._reported(task, now)
+        return self._task_view(task, now)
+
+    def _task_view(self, task: Task, now: float) -> dict[str, Any]:
         phase = task.phase(now)
         info = task.info
-        self._reported(task, now)
         creations = []
         if phase == "success":
             creations.append(
@@ -463,6 +478,9 @@ class FakeVidu(FakeProvider):
             return self._error(400, "BadRequest", f"task state is {state}, can not cancel")
         task.cancelled_at = now
         self._queued -= 1
+        callback_url = task.body.get("callback_url")
+        if callback_url:
+            self._schedule_callback(task, now, "cancelled", str(callback_url))
         self.credit_remain += task.info["credits"]
         task.info["credits"] = 0
         return json_response({})
@@ -518,3 +536,45 @@ class FakeVidu(FakeProvider):
             "queue_count": self._queued,
         }
         return json_response({"remains": [remain], "packages": []})
+
+    # -- callbacks -------------------------------------------------------------------------
+
+    def _task_started(self, task: Task) -> None:
+        callback_url = task.body.get("callback_url")
+        if not callback_url or task.start_at is None:
+            return
+        if task.end_at > task.start_at:
+            self._schedule_callback(task, task.start_at, "processing", str(callback_url))
+        self._schedule_callback(task, task.end_at, task.outcome.kind, str(callback_url))
+
+    def sign_callback(
+        self, url: str, body: bytes, *, date: str | None = None, nonce: str | None = None
+    ) -> dict[str, str]:
+        """The headers a real Vidu sends with a callback to ``url`` (Vidu fact 5; the body is not signed)."""
+        del body
+        parts = urlsplit(url)
+        values = {
+            "Date": date if date is not None else formatdate(usegmt=True),
+            "x-request-nonce": nonce if nonce is not None else uuid.uuid4().hex,
+        }
+        lines = ["POST", parts.path or "/", parts.query, "vidu", values["Date"]]
+        lines += [f"{name}:{values[name]}" for name in SIGNED_HEADERS]
+        signing_string = "".join(f"{line}\n" for line in lines)
+        digest = hmac.new(self.api_key.encode(), signing_string.encode(), hashlib.sha256).digest()
+        return {
+            "Content-Type": "application/json",
+            **values,
+            "X-HMAC-SIGNED-HEADERS": ";".join(SIGNED_HEADERS),
+            "X-HMAC-SIGNATURE": base64.b64encode(digest).decode(),
+            "X-HMAC-ALGORITHM": "hmac-sha256",
+            "X-HMAC-ACCESS-KEY": "vidu",
+        }
+
+    def _callback_body(self, callback: CallbackDue) -> bytes:
+        return dump_json(self._task_view(callback.task, callback.moment))
+
+    def _callback_headers(self, callback: CallbackDue, url: str, body: bytes) -> dict[str, str]:
+        return self.sign_callback(url, body)
+
+    def _callback_retry_delays(self, callback: CallbackDue) -> Sequence[float]:
+        return () if callback.event == "processing" else self.callback_retry_delays
