@@ -271,11 +271,21 @@ async def test_between_polls_the_card_counts_down_the_minutes_earlier_jobs_took(
 
         world.discord.advance(60)
         later = await card_status(world, interaction, lambda status: "About 5 min left" in status)
+
+        # Discord stops honouring the interaction's token: the next minute goes through the bot token.
+        world.discord.revoke_token(interaction)
+        world.discord.advance(60)
+        last = await card_status(world, interaction, lambda status: "About 4 min left" in status)
+        assert (await world.reaches(job.id, lambda job: job.token_dead_at is not None)).token_dead_at is not None
+
         assert provider_requests(vidu) == asked
         assert vidu.route_count("creations") == 0
-        for status in (first, later):
+        for status in (first, later, last):
             assert "%" not in status
             assert "Generating" in status
+    refused = [request for request in world.discord.requests_to("PATCH", r"/webhooks/.*") if request.status == 401]
+    assert len(refused) == 1
+    assert world.discord.requests_to("PATCH", rf"/channels/\d+/messages/{job.message_id}")
 
 
 @pytest.mark.world(run_seconds=600)
