@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -68,8 +69,82 @@ def test_a_running_card_has_a_bar_and_an_estimate_from_progress(job: Job) -> Non
 def test_without_progress_the_estimate_comes_from_earlier_jobs(job: Job) -> None:
     running = dataclasses.replace(job, state=JobState.RUNNING, accepted_at=NOW - timedelta(seconds=30))
     assert cards.estimate(running, 90.0, NOW).finish_at == NOW + timedelta(seconds=60)
-    assert cards.estimate(running, 20.0, NOW).finish_at is None
+    assert cards.estimate(running, 20.0, NOW).finish_at == NOW - timedelta(seconds=10)
     assert cards.estimate(running, None, NOW).finish_at is None
+
+
+def status_at(job: Job, median_seconds: float | None, now: datetime) -> str:
+    return str(cards.card(job, cards.estimate(job, median_seconds, now), thumbnail=False).fields[0].value)
+
+
+@pytest.mark.parametrize(
+    ("seconds_in", "words"),
+    [
+        (0, "About 6 min left"),
+        (29, "About 6 min left"),
+        (31, "About 5 min left"),
+        (270, "About 1 min left"),
+        (271, "Less than a minute left"),
+        (329, "Less than a minute left"),
+        (330, "Taking longer than usual"),
+        (3000, "Taking longer than usual"),
+    ],
+)
+def test_without_a_percentage_the_card_counts_down_the_minutes_earlier_jobs_took(
+    job: Job, seconds_in: int, words: str
+) -> None:
+    accepted = NOW - timedelta(seconds=seconds_in)
+    running = dataclasses.replace(job, state=JobState.RUNNING, accepted_at=accepted)
+    status = status_at(running, 330.0, NOW)
+    assert words in status
+    assert "%" not in status
+    assert cards.progress_bar(0) not in status
+    assert "Expected" not in status
+
+
+def test_without_a_percentage_or_earlier_jobs_the_card_says_no_time(job: Job) -> None:
+    running = dataclasses.replace(job, state=JobState.RUNNING, accepted_at=NOW - timedelta(seconds=30))
+    status = status_at(running, None, NOW)
+    assert "Generating" in status
+    assert "left" not in status
+    assert "longer" not in status
+    assert "%" not in status
+
+
+def test_the_providers_percentage_wins_over_earlier_jobs(job: Job) -> None:
+    running = dataclasses.replace(
+        job,
+        state=JobState.RUNNING,
+        progress=0.25,
+        accepted_at=NOW - timedelta(seconds=60),
+        started_at=NOW - timedelta(seconds=60),
+    )
+    status = status_at(running, 330.0, NOW)
+    assert cards.progress_bar(0.25) in status
+    assert f"Expected <t:{int((NOW + timedelta(seconds=180)).timestamp())}:R>" in status
+    assert "left" not in status
+
+
+def test_an_estimate_from_progress_holds_still_between_the_providers_answers(job: Job) -> None:
+    # 25 % after 60 s, reported a minute ago: the job should end 180 s after that report, whenever asked.
+    reported = NOW - timedelta(seconds=60)
+    running = dataclasses.replace(
+        job, state=JobState.RUNNING, progress=0.25, started_at=reported - timedelta(seconds=60), progress_at=reported
+    )
+    first = cards.estimate(running, None, NOW)
+    later = cards.estimate(running, None, NOW + timedelta(seconds=50))
+    assert first.finish_at == later.finish_at == reported + timedelta(seconds=180)
+    assert cards.signature(running, first) == cards.signature(running, later)
+
+
+def test_the_signature_changes_once_a_minute_while_counting_down(job: Job) -> None:
+    running = dataclasses.replace(job, state=JobState.RUNNING, accepted_at=NOW)
+    signatures = [
+        cards.signature(running, cards.estimate(running, 600.0, NOW + timedelta(seconds=s))) for s in range(0, 600, 10)
+    ]
+    changes = sum(1 for before, after in itertools.pairwise(signatures) if before != after)
+    # From 10 min left down to under a minute: one change a minute and no more.
+    assert changes == 10
 
 
 def test_a_send_being_checked_says_so_on_the_card(job: Job) -> None:

@@ -1086,22 +1086,23 @@ class Store:
         async with self._transaction() as db:
             return await _estimate(db, cost_class)
 
-    async def median_run_seconds(self, provider: str, model: str | None, *, recent: int = 50) -> float | None:
-        """The median time from acceptance to success of the recent jobs of a provider and model."""
-        rows = await self._rows(
-            "SELECT accepted_at, finished_at FROM jobs"
-            " WHERE state = 'succeeded' AND provider = ? AND model IS NOT DISTINCT FROM ? AND accepted_at IS NOT NULL"
-            " ORDER BY finished_at DESC LIMIT ?",
-            (provider, model, recent),
-        )
-        return _median(
-            [
-                (
-                    datetime.fromisoformat(row["finished_at"]) - datetime.fromisoformat(row["accepted_at"])
-                ).total_seconds()
-                for row in rows
-            ]
-        )
+    async def median_run_seconds(
+        self, provider: str, model: str | None, *, cost_class: str | None = None, recent: int = 50, enough: int = 3
+    ) -> float | None:
+        """The median time from acceptance to success of the recent succeeded jobs of a cost class (provider,
+        operation, model, duration, resolution); of the provider and model when the class has fewer than
+        ``enough`` of them, or none is given. One statement: each half is a probe of an index."""
+        by_model = RUN_TIMES_BY_MODEL.format(same_model="model = ?" if model is not None else "model IS NULL")
+        model_params = (provider, model, recent) if model is not None else (provider, recent)
+        if cost_class is None:
+            rows = await self._rows(by_model, model_params)
+        else:
+            rows = await self._rows(f"{RUN_TIMES_BY_CLASS} UNION ALL {by_model}", (cost_class, recent, *model_params))
+        seconds: dict[str, list[float]] = {"class": [], "model": []}
+        for row in rows:
+            took = datetime.fromisoformat(row["finished_at"]) - datetime.fromisoformat(row["accepted_at"])
+            seconds[row["source"]].append(took.total_seconds())
+        return _median(seconds["class"] if len(seconds["class"]) >= enough else seconds["model"])
 
     async def unfinished_counts(self) -> dict[tuple[str, str], int]:
         """How many jobs are queued, being sent and running now, by (provider, state)."""
@@ -1250,6 +1251,22 @@ async def _estimate(db: Transaction, cost_class: str, *, recent: int = 25) -> fl
         (cost_class, recent),
     )
     return _median([float(row[0]) for row in rows])
+
+
+#: The run times of the recent succeeded jobs of one cost class, newest first (index jobs_run_times_by_class).
+RUN_TIMES_BY_CLASS = (
+    "SELECT source, accepted_at, finished_at FROM (SELECT 'class' AS source, accepted_at, finished_at FROM jobs"
+    " WHERE state = 'succeeded' AND cost_class = ? AND accepted_at IS NOT NULL"
+    " ORDER BY finished_at DESC LIMIT ?) AS by_class"
+)
+#: The same of one provider and model (index jobs_finished_by_model); ``same_model`` is ``model = ?`` or
+#: ``model IS NULL``, since PostgreSQL cannot use an index for ``IS NOT DISTINCT FROM``. Ordering by the one
+#: model too lets PostgreSQL read ``IS NULL`` in the index's order (it sorts all the rows otherwise).
+RUN_TIMES_BY_MODEL = (
+    "SELECT source, accepted_at, finished_at FROM (SELECT 'model' AS source, accepted_at, finished_at FROM jobs"
+    " WHERE state = 'succeeded' AND provider = ? AND {same_model} AND accepted_at IS NOT NULL"
+    " ORDER BY model DESC, finished_at DESC LIMIT ?) AS by_model"
+)
 
 
 def _median(values: list[float]) -> float | None:

@@ -1,11 +1,14 @@
 """What a job looks like on Discord: the card's embed and buttons, built from the ledger's job.
 
-Only the presenter sends these; this module just draws them. Times are Discord timestamps
-(``<t:…:R>``), which every client keeps current, so a card needs no edit just because time passes.
+Only the presenter sends these; this module just draws them. An estimate from the provider's progress is a
+Discord timestamp (``<t:…:R>``), which every client keeps current. Without a percentage from the provider, the
+card counts down the minutes that earlier jobs like it took ("About 4 min left"), so the presenter draws it
+again as time passes, even when the provider is asked only every few minutes.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,6 +24,8 @@ BAR_CELLS = 12
 INPUT_THUMBNAIL = "input"
 #: Discord refuses a link button whose url is longer (developers/components/reference).
 MAX_BUTTON_URL = 512
+#: Below this a provider's percentage says too little to reckon the end from; earlier jobs' run times do.
+MIN_PROGRESS = 0.05
 
 #: The options worth a glance on the card, per provider, in order.
 SHOWN_OPTIONS = {
@@ -59,6 +64,9 @@ class Estimate:
     """When the job should finish, if anything sensible can be said."""
 
     finish_at: datetime | None
+    #: Seconds from the estimate's moment to the time earlier jobs like this one took (negative once past
+    #: it); None when the estimate comes from the provider's progress, or there is none.
+    typical_left: float | None = None
 
 
 def title(job: Job) -> str:
@@ -78,13 +86,27 @@ def estimate(job: Job, median_seconds: float | None, now: datetime) -> Estimate:
     if job.state is not JobState.RUNNING:
         return Estimate(None)
     started = job.started_at or job.accepted_at
-    if job.progress and job.progress >= 0.05 and started is not None:
-        spent = (now - started).total_seconds()
-        return Estimate(now + timedelta(seconds=spent * (1 - job.progress) / job.progress))
+    if job.progress and job.progress >= MIN_PROGRESS and started is not None:
+        # Reckoned from when the percentage was reported, so that it holds still until the next one.
+        reported = job.progress_at or now
+        spent = (reported - started).total_seconds()
+        return Estimate(reported + timedelta(seconds=spent * (1 - job.progress) / job.progress))
     if median_seconds and job.accepted_at is not None:
         finish = job.accepted_at + timedelta(seconds=median_seconds)
-        return Estimate(finish if finish > now else None)
+        return Estimate(finish, (finish - now).total_seconds())
     return Estimate(None)
+
+
+def time_left(eta: Estimate) -> str | None:
+    """The card's words for the time left when only earlier jobs say how long this one takes."""
+    left = eta.typical_left
+    if left is None:
+        return None
+    if left <= 0:
+        return "Taking longer than usual"
+    if left < 60:
+        return "Less than a minute left"
+    return f"About {math.ceil(left / 60)} min left"
 
 
 def _stamp(moment: datetime, style: str = "R") -> str:
@@ -95,12 +117,14 @@ def signature(job: Job, eta: Estimate) -> tuple[object, ...]:
     """Everything visible on the card; the card is edited only when this changes."""
     progress = round(job.progress * BAR_CELLS) if job.progress is not None else None
     finish = round(eta.finish_at.timestamp() / 30) if eta.finish_at else None
+    left = time_left(eta) if job.state is JobState.RUNNING else None
     checking = job.provider_status if job.state is JobState.SUBMITTING else None
     return (
         job.state,
         progress,
         job.queue_position,
         finish,
+        left,
         job.error_reason,
         job.video_url,
         job.cover_url,
@@ -134,7 +158,10 @@ def card(job: Job, eta: Estimate, *, thumbnail: bool) -> discord.Embed:
     if job.state is JobState.RUNNING:
         if job.progress is not None:
             lines.append(progress_bar(job.progress))
-        if eta.finish_at is not None:
+        left = time_left(eta)
+        if left is not None:
+            lines.append(left)
+        elif eta.finish_at is not None:
             lines.append(f"Expected {_stamp(eta.finish_at)}")
     if job.state.finished:
         if job.finished_at is not None:

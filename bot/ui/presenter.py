@@ -51,6 +51,11 @@ ANNOUNCE_RETRY_SECONDS = (2.0, 15.0, 60.0, 300.0)
 #: How Discord answers a webhook call with a token it no longer honours (401 Invalid Webhook Token,
 #: 404 Unknown Webhook), possibly well inside the 15 minutes. 404 10008 Unknown Message is a deleted card.
 DEAD_TOKEN = frozenset({(401, 50027), (404, 10015)})
+#: How often the cards of running jobs are looked at again, so that a card counting down the expected run
+#: time moves on between the provider's answers (its text changes once a minute, so it is edited as often).
+CARD_REFRESH_SECONDS = 30.0
+#: How long an expected run time read from the ledger is used before it is read again.
+MEDIAN_CACHE_SECONDS = 60.0
 
 
 class CardNotOpened(Exception):
@@ -122,8 +127,11 @@ class Presenter:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         lease: timedelta = DELIVERY_LEASE,
         on_announced: Callable[[str, float], None] | None = None,
+        refresh_seconds: float = CARD_REFRESH_SECONDS,
     ) -> None:
         self.lease = lease
+        #: How often the cards of running jobs are drawn again when nothing was published about them.
+        self.refresh_seconds = refresh_seconds
         #: Told (provider, seconds since the job finished) after each announcement is posted.
         self.on_announced = on_announced
         self._client: discord.Client | None = None
@@ -139,7 +147,10 @@ class Presenter:
         self._cards: dict[int, _Card] = {}
         self._dead_tokens: set[int] = set()
         self._dirty: dict[int, Job] = {}
-        self._medians: dict[tuple[str, str | None], tuple[float, float | None]] = {}
+        self._medians: dict[tuple[str, str | None, str | None], tuple[float, float | None]] = {}
+        #: The running jobs whose cards this presenter drew, as last drawn: what the refresh timer looks at.
+        self._running: dict[int, Job] = {}
+        self._last_refresh = clock()
         self._wake = asyncio.Event()
         self._background = TaskSet(on_done=lambda: self._wake.set())
         self._runner: asyncio.Task[None] | None = None
@@ -176,6 +187,7 @@ class Presenter:
         """
         if job.state.finished:
             self._dirty.pop(job.id, None)
+            self._running.pop(job.id, None)
             self._next_delivery_check = 0.0
         else:
             self._dirty[job.id] = job
@@ -200,6 +212,7 @@ class Presenter:
             await self._edit(latest, embed, cards.buttons(latest, can_stylize=self.can_stylize), files)
             card.signature = cards.signature(latest, eta)
             card.last_edit = self._clock()
+            self._drawn(latest, card)
             if not latest.state.finished:
                 await self._redraw_if_ended(latest)
         except discord.HTTPException as exc:
@@ -251,6 +264,7 @@ class Presenter:
         # wait_for times out is swallowed, and the loop would run on.
         while not self._stopping:
             try:
+                self._refresh_running()
                 self._dispatch()
                 await self._claim_deliveries()
             except Exception:
@@ -258,6 +272,22 @@ class Presenter:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=0.25)
+
+    def _refresh_running(self) -> None:
+        """Every refresh period, the cards of running jobs go through the usual edit path again; each is
+        edited only if its text changed (the time left moved on). Nothing is done while no job runs."""
+        if not self._running or self._clock() < self._last_refresh + self.refresh_seconds:
+            return
+        self._last_refresh = self._clock()
+        for job_id, job in self._running.items():
+            self._dirty.setdefault(job_id, job)
+
+    def _drawn(self, job: Job, card: _Card) -> None:
+        """Remember whether the refresh timer should look at this card again."""
+        if job.state is JobState.RUNNING and not card.gone and job.message_id is not None:
+            self._running[job.id] = job
+        else:
+            self._running.pop(job.id, None)
 
     def _dispatch(self) -> None:
         now = self._clock()
@@ -267,6 +297,7 @@ class Presenter:
                 continue
             if job.message_id is None or card.gone:
                 del self._dirty[job_id]
+                self._running.pop(job_id, None)
                 continue
             if now < card.last_edit + self.edit_seconds:
                 continue
@@ -283,15 +314,18 @@ class Presenter:
             # A job that ended is drawn by its announcement, not here.
             latest = await self.store.get_job(job.id)
             if latest is None or latest.state.finished:
+                self._running.pop(job.id, None)
                 return
             job = latest
             eta = await self._estimate(job)
             sign = cards.signature(job, eta)
             if sign == card.signature:
+                self._drawn(job, card)
                 return
             await self._edit(job, cards.card(job, eta, thumbnail=self._has_thumbnail(job)), self._view(job))
             card.signature = sign
             card.last_edit = self._clock()
+            self._drawn(job, card)
             await self._redraw_if_ended(job)
         except discord.HTTPException as exc:
             self._lost_card(job, card, exc)
@@ -342,6 +376,7 @@ class Presenter:
             await self.mark_delivered(job.id)
             await self._log_line(job)
             self._cards.pop(job.id, None)
+            self._running.pop(job.id, None)
             self._dead_tokens.discard(job.id)
         except Exception as exc:
             await self._announce_failed(job, exc)
@@ -543,17 +578,19 @@ class Presenter:
         if isinstance(exc, discord.NotFound | discord.Forbidden):
             # The card was deleted or the bot lost access: the job goes on and is announced anew.
             card.gone = True
+            self._running.pop(job.id, None)
             log.warning("job %s: its card cannot be edited any more (%s)", job.id, exc)
             return
         log.warning("job %s: editing its card failed (%s); the next change tries again", job.id, exc)
 
     async def _estimate(self, job: Job) -> cards.Estimate:
         median = None
-        if job.state is JobState.RUNNING and not job.progress:
-            key = (job.provider, job.model)
+        if job.state is JobState.RUNNING and (job.progress or 0.0) < cards.MIN_PROGRESS:
+            key = (job.provider, job.model, job.cost_class)
             cached = self._medians.get(key)
-            if cached is None or self._clock() - cached[0] > 60:
-                cached = (self._clock(), await self.store.median_run_seconds(job.provider, job.model))
+            if cached is None or self._clock() - cached[0] > MEDIAN_CACHE_SECONDS:
+                median = await self.store.median_run_seconds(job.provider, job.model, cost_class=job.cost_class)
+                cached = (self._clock(), median)
                 self._medians[key] = cached
             median = cached[1]
         return cards.estimate(job, median, self._now())
