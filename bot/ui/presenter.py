@@ -279,7 +279,17 @@ class Presenter:
         if not self._running or self._clock() < self._last_refresh + self.refresh_seconds:
             return
         self._last_refresh = self._clock()
+        now = self._now()
         for job_id, job in self._running.items():
+            # Drawn again from what it showed: only a card whose text would change costs a read and an edit.
+            card = self._cards.get(job_id)
+            cached = self._medians.get((job.provider, job.model, job.cost_class))
+            if (
+                card is not None
+                and cached is not None
+                and cards.signature(job, cards.estimate(job, cached[1], now)) == card.signature
+            ):
+                continue
             self._dirty.setdefault(job_id, job)
 
     def _drawn(self, job: Job, card: _Card) -> None:
