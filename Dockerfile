@@ -25,6 +25,8 @@ WORKDIR /app
 COPY bot ./bot
 COPY cogs ./cogs
 COPY providers ./providers
+# The gettext catalogs are compiled here from their .po sources (compiled ones are not kept in git).
+RUN pybabel --quiet compile --domain bot --directory bot/i18n/locales --statistics
 USER bot
 VOLUME ["/data"]
 # 8080: health and metrics (keep private); 8090: the callback listener (put a reverse proxy with TLS in front).

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str
 
+from bot.i18n.commands import choice_name
 from bot.ui.intake import AttachmentRef
 from cogs.common import start_job
 from providers import Capabilities, Operation
@@ -19,12 +21,12 @@ from providers.vidu.capabilities import IMAGE_TO_VIDEO as VIDU
 if TYPE_CHECKING:
     from bot.ui.app import AnimateBot
 
-IMAGE_HELP = "The picture to animate (PNG, JPEG or WebP)."
+IMAGE_HELP = locale_str("The picture to animate (PNG, JPEG or WebP).")
 NOT_OPTIONS = ("interaction", "image", "video")
-VIDEO_HELP = "The MP4 video to restyle."
+VIDEO_HELP = locale_str("The MP4 video to restyle.")
 
 
-@app_commands.command(name="hidream", description="Animate an image with HiDream.")
+@app_commands.command(name="hidream", description=locale_str("Animate an image with HiDream."))
 async def hidream(
     interaction: discord.Interaction[Any],
     image: discord.Attachment,
@@ -39,7 +41,7 @@ async def hidream(
     await start_job(interaction, "hidream", Operation.IMAGE_TO_VIDEO, AttachmentRef.of(image), options_of(locals()))
 
 
-@app_commands.command(name="pixverse", description="Animate an image with PixVerse.")
+@app_commands.command(name="pixverse", description=locale_str("Animate an image with PixVerse."))
 async def pixverse(
     interaction: discord.Interaction[Any],
     image: discord.Attachment,
@@ -62,7 +64,7 @@ async def pixverse(
     await start_job(interaction, "pixverse", Operation.IMAGE_TO_VIDEO, AttachmentRef.of(image), options_of(locals()))
 
 
-@app_commands.command(name="vidu", description="Animate an image with Vidu.")
+@app_commands.command(name="vidu", description=locale_str("Animate an image with Vidu."))
 async def vidu(
     interaction: discord.Interaction[Any],
     image: discord.Attachment,
@@ -80,7 +82,9 @@ async def vidu(
     await start_job(interaction, "vidu", Operation.IMAGE_TO_VIDEO, AttachmentRef.of(image), options_of(locals()))
 
 
-@app_commands.command(name="stylize", description="Restyle a video with HiDream (pick a style or describe one).")
+@app_commands.command(
+    name="stylize", description=locale_str("Restyle a video with HiDream (pick a style or describe one).")
+)
 async def stylize(
     interaction: discord.Interaction[Any],
     video: discord.Attachment,
@@ -95,16 +99,21 @@ def options_of(arguments: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in arguments.items() if name not in NOT_OPTIONS}
 
 
-def describe(command: app_commands.Command[Any, Any, Any], caps: Capabilities, media: tuple[str, str]) -> None:
-    """Give every option its description, choices, range and length from the capability table."""
+def describe(command: app_commands.Command[Any, Any, Any], caps: Capabilities, media: tuple[str, locale_str]) -> None:
+    """Give every option its description, choices, range and length from the capability table.
+
+    Descriptions and word-valued choice names are ``locale_str``: discord.py passes only those to the Translator
+    (it converted plain strings when the decorator ran, before these were set)."""
     parameters = command._params  # discord.py keeps the parsed options here; they are plain dataclasses.
     media_name, media_help = media
     parameters[media_name].description = media_help
     for spec in caps.options:
         parameter = parameters[spec.name]
-        parameter.description = spec.description
+        parameter.description = locale_str(spec.description)
         if spec.choices:
-            parameter.choices = [app_commands.Choice(name=str(value), value=value) for value in spec.choices]
+            parameter.choices = [
+                app_commands.Choice(name=choice_name(spec.name, value), value=value) for value in spec.choices
+            ]
         if spec.min_value is not None:
             parameter.min_value = spec.min_value
         if spec.max_value is not None:
@@ -130,7 +139,7 @@ async def setup(bot: AnimateBot) -> None:
     """Register only what the configured providers can do."""
     enabled = [name for name in SUBCOMMANDS if name in bot.providers]
     if enabled:
-        group = app_commands.Group(name="animate", description="Turn an image into a video.")
+        group = app_commands.Group(name="animate", description=locale_str("Turn an image into a video."))
         for name in enabled:
             group.add_command(SUBCOMMANDS[name])
         bot.tree.add_command(group)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str
 from discord.ext import commands
 
 from bot.errors import UserError
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from bot.ui.app import AnimateBot
 
 LIST_LIMIT = 10
+JOB_ID_HELP = locale_str("The job's number, from its card or /jobs list.")
 
 
 async def find_job(interaction: discord.Interaction[Any], job_id: int) -> Job:
@@ -47,10 +49,10 @@ async def cancel_job(interaction: discord.Interaction[Any], job: Job) -> str:
     return cancelled.error_reason or f"Job {job.id} was cancelled."
 
 
-class Jobs(app_commands.Group, name="jobs", description="Your video jobs."):
+class Jobs(app_commands.Group, name="jobs", description=locale_str("Your video jobs.")):
     """See, show again and cancel jobs."""
 
-    @app_commands.command(name="list", description="Your recent jobs with their state and links.")
+    @app_commands.command(name="list", description=locale_str("Your recent jobs with their state and links."))
     async def list_jobs(self, interaction: discord.Interaction[Any]) -> None:
         jobs = await bot_of(interaction).store.jobs_of_user(interaction.user.id, limit=LIST_LIMIT)
         if not jobs:
@@ -68,8 +70,8 @@ class Jobs(app_commands.Group, name="jobs", description="Your video jobs."):
         embed = discord.Embed(title="Your recent jobs", description="\n".join(lines))
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
-    @app_commands.command(name="show", description="Show a job's card again, with its buttons.")
-    @app_commands.describe(job_id="The job's number, from its card or /jobs list.")
+    @app_commands.command(name="show", description=locale_str("Show a job's card again, with its buttons."))
+    @app_commands.describe(job_id=JOB_ID_HELP)
     async def show(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         bot = bot_of(interaction)
         job = await find_job(interaction, job_id)
@@ -79,8 +81,8 @@ class Jobs(app_commands.Group, name="jobs", description="Your video jobs."):
             embed=embed, view=cards.buttons(job, can_stylize="hidream" in bot.providers), ephemeral=True
         )
 
-    @app_commands.command(name="cancel", description="Cancel a job that has not finished.")
-    @app_commands.describe(job_id="The job's number, from its card or /jobs list.")
+    @app_commands.command(name="cancel", description=locale_str("Cancel a job that has not finished."))
+    @app_commands.describe(job_id=JOB_ID_HELP)
     async def cancel(self, interaction: discord.Interaction[Any], job_id: int) -> None:
         job = await find_job(interaction, job_id)
         await interaction.response.send_message(await cancel_job(interaction, job), ephemeral=True)

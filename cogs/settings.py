@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str
 
 from bot.errors import UserError
 from bot.jobs.admission import Limits, credits_now, credits_text, next_month, next_reset, usage_now
@@ -51,7 +52,9 @@ async def settings_card(interaction: discord.Interaction[Any], guild: GuildSetti
 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
-class ServerSettings(app_commands.Group, name="settings", description="Who may use the bot here, where and how much."):
+class ServerSettings(
+    app_commands.Group, name="settings", description=locale_str("Who may use the bot here, where and how much.")
+):
     """Stored per server, effective at once."""
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
@@ -70,14 +73,14 @@ class ServerSettings(app_commands.Group, name="settings", description="Who may u
         await bot.store.save_guild_settings(updated, by=interaction.user.id)
         await interaction.response.send_message(embed=await settings_card(interaction, updated), ephemeral=True)
 
-    @app_commands.command(name="show", description="Show this server's settings.")
+    @app_commands.command(name="show", description=locale_str("Show this server's settings."))
     async def show(self, interaction: discord.Interaction[Any]) -> None:
         assert interaction.guild_id is not None
         guild = await bot_of(interaction).store.guild_settings(interaction.guild_id)
         await interaction.response.send_message(embed=await settings_card(interaction, guild), ephemeral=True)
 
-    @app_commands.command(name="provider", description="Turn a provider on or off for this server.")
-    @app_commands.describe(provider="The provider.", enabled="Whether members may use it here.")
+    @app_commands.command(name="provider", description=locale_str("Turn a provider on or off for this server."))
+    @app_commands.describe(provider=locale_str("The provider."), enabled=locale_str("Whether members may use it here."))
     @app_commands.choices(provider=PROVIDER_CHOICES)
     async def provider(self, interaction: discord.Interaction[Any], provider: str, enabled: bool) -> None:
         assert interaction.guild_id is not None
@@ -86,8 +89,10 @@ class ServerSettings(app_commands.Group, name="settings", description="Who may u
         (disabled.discard if enabled else disabled.add)(provider)
         await self._change(interaction, disabled_providers=frozenset(disabled))
 
-    @app_commands.command(name="channel", description="Allow or stop the bot in a channel (none listed: everywhere).")
-    @app_commands.describe(channel="The channel.", allowed="Whether jobs may be started there.")
+    @app_commands.command(
+        name="channel", description=locale_str("Allow or stop the bot in a channel (none listed: everywhere).")
+    )
+    @app_commands.describe(channel=locale_str("The channel."), allowed=locale_str("Whether jobs may be started there."))
     async def channel(
         self, interaction: discord.Interaction[Any], channel: app_commands.AppCommandChannel, allowed: bool
     ) -> None:
@@ -97,17 +102,19 @@ class ServerSettings(app_commands.Group, name="settings", description="Who may u
         (channels.add if allowed else channels.discard)(channel.id)
         await self._change(interaction, allowed_channels=frozenset(channels))
 
-    @app_commands.command(name="all_channels", description="Let the bot work in every channel again.")
+    @app_commands.command(name="all_channels", description=locale_str("Let the bot work in every channel again."))
     async def all_channels(self, interaction: discord.Interaction[Any]) -> None:
         await self._change(interaction, allowed_channels=frozenset())
 
-    @app_commands.command(name="limits", description="Job limits and credit budgets for this server (0: none).")
+    @app_commands.command(
+        name="limits", description=locale_str("Job limits and credit budgets for this server (0: none).")
+    )
     @app_commands.describe(
-        active="Unfinished jobs one member may have at once.",
-        per_member_daily="Jobs one member may start per UTC day.",
-        server_daily="Jobs the whole server may start per UTC day.",
-        credits_per_day="Provider credits the whole server may spend per UTC day (0: no budget).",
-        credits_per_month="Provider credits the whole server may spend per UTC month (0: no budget).",
+        active=locale_str("Unfinished jobs one member may have at once."),
+        per_member_daily=locale_str("Jobs one member may start per UTC day."),
+        server_daily=locale_str("Jobs the whole server may start per UTC day."),
+        credits_per_day=locale_str("Provider credits the whole server may spend per UTC day (0: no budget)."),
+        credits_per_month=locale_str("Provider credits the whole server may spend per UTC month (0: no budget)."),
     )
     async def limits(
         self,
@@ -131,20 +138,24 @@ class ServerSettings(app_commands.Group, name="settings", description="Who may u
             credits_per_month=current.credits_per_month if credits_per_month is None else credits_per_month or None,
         )
 
-    @app_commands.command(name="log_channel", description="Where one line per finished or failed job goes.")
-    @app_commands.describe(channel="The log channel; leave it out to stop logging.")
+    @app_commands.command(name="log_channel", description=locale_str("Where one line per finished or failed job goes."))
+    @app_commands.describe(channel=locale_str("The log channel; leave it out to stop logging."))
     async def log_channel(
         self, interaction: discord.Interaction[Any], channel: app_commands.AppCommandChannel | None = None
     ) -> None:
         await self._change(interaction, log_channel_id=channel.id if channel else None)
 
-    @app_commands.command(name="dm", description="Whether results may be sent by DM when the channel cannot take them.")
-    @app_commands.describe(allowed="Allow results by direct message.")
+    @app_commands.command(
+        name="dm", description=locale_str("Whether results may be sent by DM when the channel cannot take them.")
+    )
+    @app_commands.describe(allowed=locale_str("Allow results by direct message."))
     async def dm(self, interaction: discord.Interaction[Any], allowed: bool) -> None:
         await self._change(interaction, allow_dm=allowed)
 
 
-@app_commands.command(name="quota", description="Your jobs and credits today and what is left, and the server's.")
+@app_commands.command(
+    name="quota", description=locale_str("Your jobs and credits today and what is left, and the server's.")
+)
 async def quota(interaction: discord.Interaction[Any]) -> None:
     bot = bot_of(interaction)
     now = bot.now()

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str
 
 from bot.errors import UserError
 from bot.jobs.admission import Limits, credits_now, usage_now
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
     from bot.ui.app import AnimateBot
 
 
-@app_commands.command(name="status", description="The providers' health, the jobs in flight and this server's usage.")
+@app_commands.command(
+    name="status", description=locale_str("The providers' health, the jobs in flight and this server's usage.")
+)
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 async def status(interaction: discord.Interaction[Any]) -> None:

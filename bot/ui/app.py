@@ -10,6 +10,7 @@ import discord
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.i18n.commands import CommandTranslator
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.service import JobService
 from bot.store import Store
@@ -66,6 +67,8 @@ class AnimateBot(commands.AutoShardedBot):
         self.intakes = intakes
 
     async def setup_hook(self) -> None:
+        # Before the sync: the translator adds each language's descriptions and choice names to the payload.
+        await self.tree.set_translator(CommandTranslator())
         self.add_dynamic_items(JobButton, StyleMenu, IntakeRetry)
         for name in COGS:
             await self.load_extension(name)

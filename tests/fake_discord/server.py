@@ -74,6 +74,14 @@ ALLOWED_CALLBACKS: Final[dict[int, frozenset[int]]] = {
     5: frozenset({4, 5, 6, 7, 12}),
 }
 COMMAND_NAME: Final = re.compile(r"^[-_'\w]{1,32}$")
+#: The locales Discord accepts as keys of name_localizations and description_localizations.
+LOCALES: Final = frozenset(
+    {
+        *("id", "da", "de", "en-GB", "en-US", "es-ES", "es-419", "fr", "hr", "it", "lt", "hu", "nl", "no", "pl"),
+        *("pt-BR", "ro", "fi", "sv-SE", "vi", "tr", "cs", "el", "bg", "ru", "uk", "hi", "th", "zh-CN", "ja", "zh-TW"),
+        "ko",
+    }
+)
 
 
 class ApiError(Exception):
@@ -2066,7 +2074,26 @@ def _validate_command(command: Any, errors: dict[str, Any], path: tuple[str | in
         _error_at(errors, (*path, "description"), "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
     if kind != 1 and description:
         _error_at(errors, (*path, "description"), "APPLICATION_COMMAND_INVALID_DESCRIPTION", "Must be empty.")
+    _validate_localizations(command, errors, path)
     _validate_options(command.get("options") or [], errors, (*path, "options"), depth=0)
+
+
+def _validate_localizations(
+    node: dict[str, Any], errors: dict[str, Any], path: tuple[str | int, ...], *, names_are_free: bool = False
+) -> None:
+    """Localized names follow the name rules (a choice's name is free text of 1-100 characters), localized
+    descriptions are 1-100 characters, and every key is a locale Discord knows."""
+    for key in ("name_localizations", "description_localizations"):
+        localized = node.get(key) or {}
+        for locale, text in localized.items():
+            here = (*path, key, locale)
+            if locale not in LOCALES:
+                _error_at(errors, here, "ENUM_TYPE_COERCE", f"Value {locale!r} is not a valid enum value.")
+            elif key == "name_localizations" and not names_are_free:
+                if not isinstance(text, str) or not COMMAND_NAME.match(text) or text != text.lower():
+                    _error_at(errors, here, "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
+            elif not (isinstance(text, str) and 1 <= len(text) <= 100):
+                _error_at(errors, here, "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
 
 
 def _validate_options(options: list[Any], errors: dict[str, Any], path: tuple[str | int, ...], depth: int) -> None:
@@ -2086,6 +2113,7 @@ def _validate_options(options: list[Any], errors: dict[str, Any], path: tuple[st
         description = option.get("description")
         if not (isinstance(description, str) and 1 <= len(description) <= 100):
             _error_at(errors, (*here, "description"), "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+        _validate_localizations(option, errors, here)
         if kind in (1, 2):
             if (kind == 2 and depth > 0) or (kind == 1 and depth > 1):
                 _error_at(errors, (*here, "type"), "APPLICATION_COMMAND_OPTION_TYPE_INVALID", "Too deeply nested")
@@ -2109,6 +2137,7 @@ def _validate_options(options: list[Any], errors: dict[str, Any], path: tuple[st
             if not (isinstance(choice_name, str) and 1 <= len(choice_name) <= 100):
                 message = "Must be between 1 and 100 in length."
                 _error_at(errors, (*here, "choices", choice_index, "name"), "BASE_TYPE_BAD_LENGTH", message)
+            _validate_localizations(choice, errors, (*here, "choices", choice_index), names_are_free=True)
             value = choice.get("value")
             if isinstance(value, str) and len(value) > 100:
                 message = "Must be 100 or fewer in length."
