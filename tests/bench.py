@@ -381,6 +381,9 @@ async def world(
     if public_url is not None:
         fakes["pixverse"].webhook_url = callback_url(public_url, "pixverse")
         fakes["pixverse"].webhook_secret = WEBHOOK_SECRET
+        # Three providers call back from three places, each limited by the listener on its own.
+        for number, name in enumerate(PROVIDERS, start=2):
+            fakes[name].callback_source = f"127.0.0.{number}"
     draw = random.Random(total)
     for name, count in jobs_per_provider(total).items():
         spread = [run_seconds[name] * draw.uniform(1 - RUN_SPREAD, 1 + RUN_SPREAD) for _ in range(count)]

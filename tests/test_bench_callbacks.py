@@ -3,8 +3,15 @@ listener's load run, and the table made of them."""
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
+from aiohttp import web
+
 from tests.bench import PROVIDERS, main_run
 from tests.bench_callbacks import callbacks_table, load_plan, load_run, requests_per_job
+from tests.fakes import FakeHiDream
+from tests.test_fake_callbacks import HD_KEY, hd_create
 
 
 async def test_the_main_run_with_callbacks_finishes_every_job_told_by_a_callback() -> None:
@@ -57,3 +64,30 @@ async def test_the_table_gives_each_target_a_verdict() -> None:
     assert "listener under 20 callbacks/s" in text
     rows = [line for line in text.splitlines() if "requests per job" in line or "detection" in line]
     assert all(line.rstrip().endswith(("PASS", "FAIL")) for line in rows)
+
+
+async def test_a_fake_calls_back_from_the_source_address_it_is_given() -> None:
+    remotes: list[str | None] = []
+    arrived = asyncio.Event()
+
+    async def record(request: web.Request) -> web.Response:
+        remotes.append(request.remote)
+        arrived.set()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/callbacks/hidream", record)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        notify = f"http://127.0.0.1:{runner.addresses[0][1]}/callbacks/hidream"
+        fake = FakeHiDream(api_key=HD_KEY, run_seconds=0.1)
+        fake.callback_source = "127.0.0.7"
+        async with fake, aiohttp.ClientSession() as http:
+            await hd_create(http, fake, notify_url=notify)
+            async with asyncio.timeout(10):
+                await arrived.wait()
+    finally:
+        await runner.cleanup()
+    assert remotes == ["127.0.0.7"]
