@@ -49,6 +49,11 @@ times SCRAPES scrapes over HTTP after one warm-up. The overhead compares the CPU
 main run with and without metrics (the provider clients' observer, the scheduler's observer and a scrape
 every SCRAPE_INTERVAL seconds, as Prometheus would); it is measured at N = 1,000, not 10,000, so that it
 does not add two more 10,000-job runs; Discord's REST requests are not part of the bench.
+
+The callbacks section (tests/bench_callbacks.py; ``python -m tests.bench_callbacks`` runs it alone; it follows
+the /status section otherwise) runs the main run again at N = 10,000 (``--main N --callbacks``) with every
+provider calling back to a listener on loopback and jobs polled every CALLBACK_POLL_INTERVAL seconds, and
+measures the listener alone under 500 signed Vidu callbacks a second.
 """
 
 from __future__ import annotations
