@@ -49,6 +49,11 @@ times SCRAPES scrapes over HTTP after one warm-up. The overhead compares the CPU
 main run with and without metrics (the provider clients' observer, the scheduler's observer and a scrape
 every SCRAPE_INTERVAL seconds, as Prometheus would); it is measured at N = 1,000, not 10,000, so that it
 does not add two more 10,000-job runs; Discord's REST requests are not part of the bench.
+
+The callbacks section (tests/bench_callbacks.py; ``python -m tests.bench_callbacks`` runs it alone; it follows
+the /status section otherwise) runs the main run again at N = 10,000 (``--main N --callbacks``) with every
+provider calling back to a listener on loopback and jobs polled every CALLBACK_POLL_INTERVAL seconds, and
+measures the listener alone under 500 signed Vidu callbacks a second.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ import os
 import platform
 import random
 import resource
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -80,6 +86,7 @@ import aiohttp
 from PIL import ExifTags, Image
 from pydantic import SecretStr
 
+from bot.callbacks import CallbackListener, callback_url
 from bot.health import HealthServer
 from bot.jobs.inputs import InputStore
 from bot.jobs.preparation import PreparationPool
@@ -126,6 +133,10 @@ SUBMIT_ROUTES = {
     "vidu": ("create",),
 }
 POLL_ROUTES = {"hidream": ("batch_query", "single_query"), "pixverse": ("result",), "vidu": ("creations",)}
+#: With callbacks on (tests/bench_callbacks.py): jobs are polled only this often, the production default of
+#: CALLBACK_POLL_SECONDS; the secret PixVerse's console webhook is signed with.
+CALLBACK_POLL_INTERVAL = SchedulerSettings().callback_poll_interval
+WEBHOOK_SECRET = "bench-pixverse-webhook-secret"
 
 #: The issue's targets.
 MAX_BATCH_RATIO = 1.1
@@ -299,14 +310,22 @@ class World:
     inputs: InputStore
     media: dict[str, dict[str, Any]]
     metrics: Metrics | None = None
+    #: Where the providers call back (None: they do not, and every job is polled).
+    public_url: str | None = None
 
     def scheduler(self, observer: Observer, *, max_running: int | None = None) -> Scheduler:
         limits = {name: ProviderLimits(max_running=max_running) for name in PROVIDERS}
+        calling_back = frozenset(PROVIDERS) if self.public_url else frozenset()
         scheduler = Scheduler(
             self.store,
             self.providers,
             self.inputs,
-            SchedulerSettings(POLL_INTERVAL, limits=limits),
+            SchedulerSettings(
+                POLL_INTERVAL,
+                limits=limits,
+                callback_providers=calling_back,
+                callback_poll_interval=CALLBACK_POLL_INTERVAL,
+            ),
             observer=self.metrics,
         )
         scheduler.subscribe(observer)
@@ -331,8 +350,15 @@ class World:
 
 @contextlib.asynccontextmanager
 async def world(
-    total: int, queue_seconds: Mapping[str, float], run_seconds: Mapping[str, float], *, metrics: Metrics | None = None
+    total: int,
+    queue_seconds: Mapping[str, float],
+    run_seconds: Mapping[str, float],
+    *,
+    metrics: Metrics | None = None,
+    public_url: str | None = None,
 ) -> AsyncIterator[World]:
+    """With ``public_url``, the clients ask to be called back under it (as bot/providers.py builds them with
+    PUBLIC_URL and PIXVERSE_WEBHOOK_SECRET) and the fakes do so; PixVerse's console webhook points there too."""
     fakes: dict[str, Any] = {
         "hidream": FakeHiDream(
             api_key=KEYS["hidream"],
@@ -357,6 +383,12 @@ async def world(
             concurrency=total,
         ),
     }
+    if public_url is not None:
+        fakes["pixverse"].webhook_url = callback_url(public_url, "pixverse")
+        fakes["pixverse"].webhook_secret = WEBHOOK_SECRET
+        # Three providers call back from three places, each limited by the listener on its own.
+        for number, name in enumerate(PROVIDERS, start=2):
+            fakes[name].callback_source = f"127.0.0.{number}"
     draw = random.Random(total)
     for name, count in jobs_per_provider(total).items():
         spread = [run_seconds[name] * draw.uniform(1 - RUN_SPREAD, 1 + RUN_SPREAD) for _ in range(count)]
@@ -366,6 +398,7 @@ async def world(
             # As bot/providers.py builds them: default retries, the default timeout.
             urls = {name: fake.base_url for name, fake in fakes.items()}
             observers = {name: metrics.provider_observer(name) if metrics else None for name in PROVIDERS}
+            calls_back = {name: callback_url(public_url, name) if public_url else None for name in PROVIDERS}
             providers: dict[str, VideoProvider] = {
                 "hidream": HiDream(
                     session,
@@ -373,6 +406,7 @@ async def world(
                     base_url=urls["hidream"],
                     timeout=HTTP_TIMEOUT,
                     observer=observers["hidream"],
+                    callback_url=calls_back["hidream"],
                 ),
                 "pixverse": PixVerse(
                     session,
@@ -380,6 +414,7 @@ async def world(
                     base_url=urls["pixverse"],
                     timeout=HTTP_TIMEOUT,
                     observer=observers["pixverse"],
+                    webhook_secret=SecretStr(WEBHOOK_SECRET) if public_url else None,
                 ),
                 "vidu": Vidu(
                     session,
@@ -387,6 +422,7 @@ async def world(
                     base_url=urls["vidu"],
                     timeout=HTTP_TIMEOUT,
                     observer=observers["vidu"],
+                    callback_url=calls_back["vidu"],
                 ),
             }
             store = await Store.open(Path(folder) / "bot.db")
@@ -401,7 +437,7 @@ async def world(
                     media[name] = inputs.save(f"bench-{name}", prepared)
                 if metrics is not None:
                     metrics.track(providers)
-                yield World(fakes, providers, store, inputs, media, metrics)
+                yield World(fakes, providers, store, inputs, media, metrics, public_url)
             finally:
                 await store.close()
 
@@ -463,19 +499,41 @@ async def scrape_forever(metrics: Metrics, store: Store, interval: float, scrape
         scrapes.append(time.perf_counter() - started)
 
 
-async def main_run(total: int, *, quick: bool, with_metrics: bool = False) -> Result:
-    """Every job from enqueue to its end; ``with_metrics`` adds what collecting metrics costs."""
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def main_run(total: int, *, quick: bool, with_metrics: bool = False, callbacks: bool = False) -> Result:
+    """Every job from enqueue to its end; ``with_metrics`` adds what collecting metrics costs; with
+    ``callbacks`` the providers call back to a listener on loopback (PUBLIC_URL) and jobs are polled only
+    every CALLBACK_POLL_INTERVAL seconds."""
     cpu_started = time.process_time()
-    progress = Progress(f"main    N={total:,}" + (" +metrics" if with_metrics else ""))
+    label = " +metrics" if with_metrics else " +callbacks" if callbacks else ""
+    progress = Progress(f"main    N={total:,}{label}")
     handler = CountingHandler()
     logging.getLogger().addHandler(handler)
     queue_seconds, run_seconds = timings(quick)
     metrics = Metrics() if with_metrics else None
     scrapes: list[float] = []
-    async with world(total, queue_seconds, run_seconds, metrics=metrics) as here:
+    port = free_port() if callbacks else None
+    public_url = f"http://127.0.0.1:{port}" if port else None
+    listened: dict[str, Counter[str]] = {name: Counter() for name in PROVIDERS}
+
+    def count_callback(provider: str, outcome: str) -> None:
+        listened[provider][outcome] += 1
+
+    async with world(total, queue_seconds, run_seconds, metrics=metrics, public_url=public_url) as here:
         observer = Observer(here.fakes, total)
         scheduler = here.scheduler(observer)
         watcher = BatchWatcher(scheduler, observer, here.providers["hidream"].poll_batch_size)
+        listener = None
+        if port is not None:
+            listener = CallbackListener(
+                here.providers, scheduler.task_reported, host="127.0.0.1", port=port, on_outcome=count_callback
+            )
+            await listener.start()
         await scheduler.start()
         watching = asyncio.create_task(watcher.run(), name="batch watcher")
         if metrics is not None:
@@ -492,6 +550,8 @@ async def main_run(total: int, *, quick: bool, with_metrics: bool = False) -> Re
             watching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watching
+            if listener is not None:
+                await listener.stop()
             await scheduler.stop()
         jobs = jobs_per_provider(total)
         requests = {
@@ -500,9 +560,17 @@ async def main_run(total: int, *, quick: bool, with_metrics: bool = False) -> Re
                 "submit": sum(fake.route_count(route) for route in SUBMIT_ROUTES[name]),
                 "poll": sum(fake.route_count(route) for route in POLL_ROUTES[name]),
                 "all": sum(fake.route_count(route) for route in fake.route_names if route != "media"),
+                "routes": {route: fake.route_count(route) for route in sorted(fake.route_names)},
             }
             for name, fake in here.fakes.items()
         }
+        # Tasks that ran past the first timed poll (CALLBACK_POLL_INTERVAL after they were created), which is
+        # asked for while they still run: the polls a callback cannot save.
+        past_first_poll = {
+            name: sum(1 for task in fake.tasks.values() if task.end_at - task.created_at > CALLBACK_POLL_INTERVAL)
+            for name, fake in here.fakes.items()
+        }
+        sent = {name: dict(fake.callback_count) for name, fake in here.fakes.items()}
     cpu = time.process_time() - cpu_started
     return {
         "n": total,
@@ -520,6 +588,10 @@ async def main_run(total: int, *, quick: bool, with_metrics: bool = False) -> Re
         "log": dict(handler.counts),
         "metrics": with_metrics,
         "scrapes": len(scrapes),
+        "callbacks": callbacks,
+        "callbacks_sent": sent,
+        "callbacks_taken": {name: dict(outcomes) for name, outcomes in listened.items()},
+        "past_first_poll": past_first_poll,
     }
 
 
@@ -1247,6 +1319,14 @@ def postgres_section_after(mains: list[Result], *, quick: bool) -> str:
     return postgres_section(size, quick, next((run for run in mains if run["n"] == size), None))
 
 
+def callbacks_section_after(*, quick: bool) -> str:
+    """The callbacks section (tests/bench_callbacks.py): the main run again with callbacks on, and the listener
+    under a flood of valid callbacks."""
+    from tests.bench_callbacks import callbacks_section
+
+    return callbacks_section(quick=quick)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.bench", description=__doc__.splitlines()[0] if __doc__ else ""
@@ -1273,6 +1353,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scrape", type=int, metavar="N", help="only the /metrics run with N jobs; prints JSON")
     parser.add_argument("--with-metrics", action="store_true", help="the main run collects metrics")
+    parser.add_argument(
+        "--callbacks", action="store_true", help="the main run with callbacks on (tests/bench_callbacks.py)"
+    )
     parser.add_argument("--media-case", metavar="JSON", help="one media case; prints JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, handlers=[logging.NullHandler()])
@@ -1317,7 +1400,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.main is not None or args.restart is not None:
         run = (
-            main_run(args.main, quick=args.quick, with_metrics=args.with_metrics)
+            main_run(args.main, quick=args.quick, with_metrics=args.with_metrics, callbacks=args.callbacks)
             if args.main is not None
             else restart_run(args.restart, quick=args.quick)
         )
@@ -1341,6 +1424,7 @@ def main(argv: list[str] | None = None) -> int:
     print(ledger_section(restarts, quick=args.quick))
     print(metrics_section(mains, quick=args.quick))
     print(status_section())
+    print(callbacks_section_after(quick=args.quick))
     print(media_section())
     print(f"Total time {time.monotonic() - started:.0f} s")
     return 0

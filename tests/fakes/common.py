@@ -559,6 +559,9 @@ class FakeProvider:
         self._callbacks_changed = asyncio.Event()
         self._callback_errors: list[BaseException] = []
         self._callback_session: aiohttp.ClientSession | None = None
+        #: The loopback address callbacks are sent from (None: the system's choice). Each real provider calls
+        #: back from its own servers, and the bot's listener limits each source address on its own.
+        self.callback_source: str | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._route("GET", "/media/{name}", "media", self._media, auth=False)
 
@@ -591,7 +594,10 @@ class FakeProvider:
         self._runner = runner
         port = runner.addresses[0][1]
         self._base_url = f"http://127.0.0.1:{port}{self.prefix}"
-        self._callback_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CALLBACK_TRY_SECONDS))
+        connector = aiohttp.TCPConnector(local_addr=(self.callback_source, 0)) if self.callback_source else None
+        self._callback_session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=CALLBACK_TRY_SECONDS)
+        )
         self._ticker = asyncio.create_task(self._tick_callbacks())
 
     async def close(self) -> None:
