@@ -85,7 +85,7 @@ class CallbackListener:
         port: int,
         rate_per_source: float = 100.0,
         burst_per_source: float = 200.0,
-        max_in_flight: int = 64,
+        max_in_flight: int = 256,
         on_outcome: Outcome | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:

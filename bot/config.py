@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     )
     callback_host: str = Field("0.0.0.0", description="the address the callback listener binds")  # noqa: S104
     callback_poll_seconds: float = Field(
-        180.0,
+        300.0,
         ge=10,
         le=3600,
         description="seconds from 10 to 3600 between status checks of a job whose provider calls back "

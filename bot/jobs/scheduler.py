@@ -106,7 +106,7 @@ class SchedulerSettings:
     #: Providers that call back: their jobs are checked when a callback says so, and otherwise only this
     #: often, in case a callback is lost.
     callback_providers: frozenset[str] = frozenset()
-    callback_poll_interval: float = 180.0
+    callback_poll_interval: float = 300.0
     #: For a batching provider that calls back: the least time between two rounds of checks, so that
     #: callbacks arriving together share a request.
     callback_round_gap: float = 0.25
