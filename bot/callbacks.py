@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -88,6 +89,7 @@ class CallbackListener:
         max_in_flight: int = 256,
         on_outcome: Outcome | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        public_url: str = "",
     ) -> None:
         self.providers = {name: provider for name, provider in providers.items() if provider.calls_back}
         self.host = host
@@ -99,6 +101,8 @@ class CallbackListener:
         self._now = now
         self._unknown_logged: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._runner: web.AppRunner | None = None
+        #: PUBLIC_URL's own path, for a proxy that forwards it as it is rather than stripping it.
+        self._prefix = urlsplit(public_url).path.rstrip("/")
 
     @property
     def active(self) -> bool:
@@ -107,6 +111,8 @@ class CallbackListener:
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", CALLBACK_PATH, self._serve)
+        if self._prefix:
+            app.router.add_route("*", self._prefix + CALLBACK_PATH, self._serve)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=512)

@@ -128,6 +128,7 @@ async def assemble(
                 port=settings.callback_port,
                 on_outcome=metrics.callback,
                 now=now,
+                public_url=settings.public_url,
             )
             if settings.health_port:
                 await health.start()
