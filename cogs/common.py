@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.downloads import fetch
-from bot.errors import UserError
+from bot.errors import ProblemsError, UserError
 from bot.jobs.admission import admit
 from bot.store import Admission, Intake, IntakeKind, Job
 from bot.ui.intake import AttachmentRef, requester_of
@@ -37,26 +37,39 @@ def upload_limit(operation: Operation, caps: Capabilities) -> int:
     return MAX_IMAGE_DOWNLOAD
 
 
-def attachment_problems(attachment: AttachmentRef, operation: Operation, caps: Capabilities) -> list[str]:
-    """What the attachment's metadata already shows to be wrong, as sentences."""
+def attachment_problems(attachment: AttachmentRef, operation: Operation, caps: Capabilities) -> list[UserError]:
+    """What the attachment's metadata already shows to be wrong, one sentence each."""
     kind = (attachment.content_type or "").split(";")[0].strip().lower()
     if operation is Operation.STYLIZE:
         limit = upload_limit(operation, caps)
         problems = []
         if kind and kind not in VIDEO_TYPES:
-            problems.append(f"`{attachment.filename}` is not an MP4 video; attach an MP4 to restyle.")
+            problems.append(
+                UserError("`{file}` is not an MP4 video; attach an MP4 to restyle.", file=attachment.filename)
+            )
         if attachment.size > limit:
             problems.append(
-                f"`{attachment.filename}` is {format_size(attachment.size)}; attach a video under {format_size(limit)}."
+                UserError(
+                    "`{file}` is {size}; attach a video under {limit}.",
+                    file=attachment.filename,
+                    size=format_size(attachment.size),
+                    limit=format_size(limit),
+                )
             )
         return problems
     problems = []
     if kind and not kind.startswith("image/"):
-        problems.append(f"`{attachment.filename}` is not an image; attach a PNG, JPEG or WebP picture.")
+        problems.append(
+            UserError("`{file}` is not an image; attach a PNG, JPEG or WebP picture.", file=attachment.filename)
+        )
     if attachment.size > MAX_IMAGE_DOWNLOAD:
         problems.append(
-            f"`{attachment.filename}` is {format_size(attachment.size)}; attach an image under "
-            f"{format_size(MAX_IMAGE_DOWNLOAD)}."
+            UserError(
+                "`{file}` is {size}; attach an image under {limit}.",
+                file=attachment.filename,
+                size=format_size(attachment.size),
+                limit=format_size(MAX_IMAGE_DOWNLOAD),
+            )
         )
     return problems
 
@@ -73,9 +86,10 @@ async def start_job(
     params = {name: value for name, value in options.items() if value is not None}
     provider = bot.jobs.provider(provider_name)
     caps = provider.capabilities[operation]
-    problems = provider.validate(operation, params) + attachment_problems(attachment, operation, caps)
-    if problems:
-        raise UserError(" ".join(problems))
+    problems = provider.validate(operation, params)
+    found = attachment_problems(attachment, operation, caps)
+    if problems or found:
+        raise ProblemsError([*problems, *found])
     admission = await admit_member(interaction, provider_name)
     intake = await bot.intakes.record(
         interaction, IntakeKind.COMMAND, provider_name, operation.value, params, attachment=attachment
@@ -101,9 +115,13 @@ async def start_job(
 async def read_attachment(interaction: discord.Interaction[Any], attachment: AttachmentRef, limit: int) -> bytes:
     fetched = await fetch(bot_of(interaction).jobs.session, attachment.url, max_bytes=limit)
     if fetched.too_large:
-        raise UserError(f"`{attachment.filename}` is larger than {format_size(limit)}; attach a smaller file.")
+        raise UserError(
+            "`{file}` is larger than {limit}; attach a smaller file.",
+            file=attachment.filename,
+            limit=format_size(limit),
+        )
     if fetched.data is None:
-        raise UserError(f"`{attachment.filename}` could not be read from Discord; attach it again.")
+        raise UserError("`{file}` could not be read from Discord; attach it again.", file=attachment.filename)
     return fetched.data
 
 

@@ -10,43 +10,85 @@ from discord import app_commands
 from discord.app_commands import locale_str
 
 from bot.errors import UserError
+from bot.i18n import AUTO, LANGUAGE_SETTINGS, mark, server_language, translate
 from bot.jobs.admission import Limits, credits_now, credits_text, next_month, next_reset, usage_now
 from bot.providers import PROVIDER_NAMES
 from bot.store import GuildSettings
+from bot.ui.language import member_language
 from cogs.common import bot_of
 
 if TYPE_CHECKING:
     from bot.ui.app import AnimateBot
 
 PROVIDER_CHOICES = [app_commands.Choice(name=label, value=name) for name, label in PROVIDER_NAMES.items()]
+#: The contract's names: auto, en-US, zh-CN (locale codes read the same in every language).
+LANGUAGE_CHOICES = [app_commands.Choice(name=name, value=name) for name in LANGUAGE_SETTINGS]
 
 
-def _limit(value: int) -> str:
-    return "no limit" if value == 0 else str(value)
+def _limit(value: int, language: str) -> str:
+    return translate(language, "no limit") if value == 0 else str(value)
 
 
-def _budget(value: int) -> str:
-    return "no budget" if value == 0 else f"{value:,} credits"
+def _budget(value: int, language: str) -> str:
+    return (
+        translate(language, "no budget")
+        if value == 0
+        else translate(language, "{credits} credits", credits=format(value, ","))
+    )
 
 
 async def settings_card(interaction: discord.Interaction[Any], guild: GuildSettings) -> discord.Embed:
+    """The server's settings, for the admin alone: in their language."""
     bot = bot_of(interaction)
+    lang = member_language(interaction)
     limits = Limits.of(guild, bot.settings)
     configured = [name for name in PROVIDER_NAMES if name in bot.providers]
     providers = ", ".join(
-        f"{PROVIDER_NAMES[name]} {'off' if name in guild.disabled_providers else 'on'}" for name in configured
+        f"{PROVIDER_NAMES[name]} "
+        + (translate(lang, "off") if name in guild.disabled_providers else translate(lang, "on"))
+        for name in configured
     )
-    channels = ", ".join(f"<#{channel}>" for channel in sorted(guild.allowed_channels)) or "every channel"
-    embed = discord.Embed(title="Settings of this server", colour=discord.Colour.blurple())
-    embed.add_field(name="Providers", value=providers or "none configured on the bot", inline=False)
-    embed.add_field(name="Channels", value=channels, inline=False)
-    embed.add_field(name="Unfinished jobs per member", value=_limit(limits.active_per_user))
-    embed.add_field(name="Jobs per member per day", value=_limit(limits.per_user_per_day))
-    embed.add_field(name="Jobs per server per day", value=_limit(limits.per_guild_per_day))
-    embed.add_field(name="Credits per day", value=_budget(limits.credits_per_day))
-    embed.add_field(name="Credits per month", value=_budget(limits.credits_per_month))
-    embed.add_field(name="Log channel", value=f"<#{guild.log_channel_id}>" if guild.log_channel_id else "none")
-    embed.add_field(name="Results by DM", value="allowed" if guild.allow_dm else "not allowed")
+    channels = ", ".join(f"<#{channel}>" for channel in sorted(guild.allowed_channels))
+    # i18n: embed title
+    title = translate(lang, "Settings of this server")
+    embed = discord.Embed(title=title, colour=discord.Colour.blurple())
+    providers = providers or translate(lang, "none configured on the bot")
+    # i18n: field name
+    embed.add_field(name=translate(lang, "Providers"), value=providers, inline=False)
+    # i18n: field name
+    embed.add_field(name=translate(lang, "Channels"), value=channels or translate(lang, "every channel"), inline=False)
+    for name, value in (
+        (mark("Unfinished jobs per member"), _limit(limits.active_per_user, lang)),
+        (mark("Jobs per member per day"), _limit(limits.per_user_per_day, lang)),
+        (mark("Jobs per server per day"), _limit(limits.per_guild_per_day, lang)),
+        (mark("Credits per day"), _budget(limits.credits_per_day, lang)),
+        (mark("Credits per month"), _budget(limits.credits_per_month, lang)),
+    ):
+        embed.add_field(name=translate(lang, name), value=value)
+    log_channel = f"<#{guild.log_channel_id}>" if guild.log_channel_id else translate(lang, "none")
+    # i18n: field name
+    embed.add_field(name=translate(lang, "Log channel"), value=log_channel)
+    dm = translate(lang, "allowed") if guild.allow_dm else translate(lang, "not allowed")
+    # i18n: field name
+    embed.add_field(name=translate(lang, "Results by DM"), value=dm)
+    guild_locale = interaction.guild_locale.value if interaction.guild_locale is not None else None
+    now = server_language(guild.language, guild_locale)
+    if guild.language == AUTO:
+        chosen = translate(lang, "auto (now {language}, the server's preferred locale)", language=now)
+    else:
+        chosen = guild.language
+    # i18n: field name
+    embed.add_field(
+        name=translate(lang, "Language"),
+        value=translate(
+            lang,
+            "{chosen}. Cards, deliveries and announcements use it; each member reads their own answers in their "
+            "Discord language. Only Community servers can set a preferred locale in Discord (every other server "
+            "reports en-US), so `/settings language` is how most servers choose.",
+            chosen=chosen,
+        ),
+        inline=False,
+    )
     return embed
 
 
@@ -152,6 +194,16 @@ class ServerSettings(
     async def dm(self, interaction: discord.Interaction[Any], allowed: bool) -> None:
         await self._change(interaction, allow_dm=allowed)
 
+    @app_commands.command(
+        name="language", description=locale_str("The language of cards and announcements here (auto: the server's).")
+    )
+    @app_commands.describe(
+        language=locale_str("auto follows the server's preferred locale (Community servers only); or pick one.")
+    )
+    @app_commands.choices(language=LANGUAGE_CHOICES)
+    async def language(self, interaction: discord.Interaction[Any], language: str) -> None:
+        await self._change(interaction, language=language)
+
 
 @app_commands.command(
     name="quota", description=locale_str("Your jobs and credits today and what is left, and the server's.")
@@ -164,36 +216,71 @@ async def quota(interaction: discord.Interaction[Any]) -> None:
     used = await usage_now(bot.store, user_id=interaction.user.id, guild_id=interaction.guild_id, now=now)
     spent = await credits_now(bot.store, user_id=interaction.user.id, guild_id=interaction.guild_id, now=now)
 
+    lang = member_language(interaction)
+
     def credits(amount: float, budget: int = 0) -> str:
         if not budget:
-            return f"{credits_text(amount)} credits"
-        return f"{credits_text(amount)} of {budget:,} credits, {credits_text(max(0.0, budget - amount))} left"
+            return translate(lang, "{credits} credits", credits=credits_text(amount))
+        return translate(
+            lang,
+            "{spent} of {budget} credits, {left} left",
+            spent=credits_text(amount),
+            budget=format(budget, ","),
+            left=credits_text(max(0.0, budget - amount)),
+        )
 
     def line(count: int, limit: int) -> str:
-        return f"{count} used, no limit" if limit == 0 else f"{count} of {limit} used, {max(0, limit - count)} left"
+        if limit == 0:
+            return translate(lang, "{count} used, no limit", count=count)
+        return translate(
+            lang, "{count} of {limit} used, {left} left", count=count, limit=limit, left=max(0, limit - count)
+        )
 
-    embed = discord.Embed(title="Your quota today", colour=discord.Colour.blurple())
-    embed.add_field(name="Unfinished now", value=line(used.active, limits.active_per_user), inline=False)
-    embed.add_field(name="Your jobs today", value=line(used.user_today, limits.per_user_per_day), inline=False)
+    # i18n: embed title
+    embed = discord.Embed(title=translate(lang, "Your quota today"), colour=discord.Colour.blurple())
+    # i18n: field name
     embed.add_field(
-        name="Your credits",
-        value=f"today {credits(spent.user_today)} · this month {credits(spent.user_month)}",
+        name=translate(lang, "Unfinished now"), value=line(used.active, limits.active_per_user), inline=False
+    )
+    # i18n: field name
+    name = translate(lang, "Your jobs today")
+    embed.add_field(name=name, value=line(used.user_today, limits.per_user_per_day), inline=False)
+    embed.add_field(
+        # i18n: field name
+        name=translate(lang, "Your credits"),
+        value=translate(
+            lang,
+            "today {today} · this month {month}",
+            today=credits(spent.user_today),
+            month=credits(spent.user_month),
+        ),
         inline=False,
     )
     if interaction.guild_id is not None:
-        embed.add_field(name="This server today", value=line(used.guild_today, limits.per_guild_per_day), inline=False)
+        # i18n: field name
+        name = translate(lang, "This server today")
+        embed.add_field(name=name, value=line(used.guild_today, limits.per_guild_per_day), inline=False)
         embed.add_field(
-            name="This server's credits",
-            value=f"today {credits(spent.guild_today, limits.credits_per_day)}\n"
-            f"this month {credits(spent.guild_month, limits.credits_per_month)}",
+            # i18n: field name
+            name=translate(lang, "This server's credits"),
+            value=translate(
+                lang,
+                "today {today}\nthis month {month}",
+                today=credits(spent.guild_today, limits.credits_per_day),
+                month=credits(spent.guild_month, limits.credits_per_month),
+            ),
             inline=False,
         )
-    embed.set_footer(
-        text="Failed, refused and never-started jobs do not count; a running job counts with its expected cost."
+    # i18n: footer
+    footer = translate(
+        lang, "Failed, refused and never-started jobs do not count; a running job counts with its expected cost."
     )
-    embed.description = (
-        f"Daily counts reset <t:{int(next_reset(now).timestamp())}:R>, monthly ones "
-        f"<t:{int(next_month(now).timestamp())}:R>."
+    embed.set_footer(text=footer)
+    embed.description = translate(
+        lang,
+        "Daily counts reset {daily}, monthly ones {monthly}.",
+        daily=discord.utils.format_dt(next_reset(now), "R"),
+        monthly=discord.utils.format_dt(next_month(now), "R"),
     )
     await interaction.response.send_message(embed=embed, ephemeral=True)
 

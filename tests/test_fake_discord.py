@@ -725,3 +725,13 @@ async def test_an_identify_with_the_wrong_shard_is_closed(shard: Any, code: int)
     assert closed.type is aiohttp.WSMsgType.CLOSE
     assert closed.data == code
     assert fake.sessions == {}
+
+
+async def test_only_a_community_server_reports_its_preferred_locale(fake: FakeDiscord) -> None:
+    community = fake.add_guild("社区", preferred_locale="zh-CN", community=True)
+    plain = fake.add_guild("小组", preferred_locale="zh-CN")
+    for guild, expected, features in ((community, "zh-CN", ["COMMUNITY"]), (plain, "en-US", [])):
+        channel = guild.channels[0]
+        payload = fake.slash("ping", channel=channel, locale="zh-CN")
+        assert (payload["locale"], payload["guild_locale"]) == ("zh-CN", expected)
+        assert payload["guild"] == {"id": str(guild.id), "locale": expected, "features": features}

@@ -28,6 +28,17 @@ def language_for(locale: str | None) -> str:
     return locale if locale in LANGUAGES else SOURCE_LANGUAGE
 
 
+#: The ``/settings language`` choice that follows the server's preferred locale (the default).
+AUTO = "auto"
+#: The choices of ``/settings language``; their names are part of the contract.
+LANGUAGE_SETTINGS: tuple[str, ...] = (AUTO, *LANGUAGES)
+
+
+def server_language(setting: str, guild_locale: str | None) -> str:
+    """The language of a server's public messages: what an admin chose, else its preferred locale's."""
+    return setting if setting in LANGUAGES else language_for(guild_locale)
+
+
 class Catalogs:
     """The compiled catalogs of the languages the bot speaks; the source language needs none."""
 

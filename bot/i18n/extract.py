@@ -37,7 +37,7 @@ LIMITS: Mapping[str, int] = {
     "message": 2000,
 }
 DEFAULT_KIND = "message"
-KEYWORDS = ("locale_str", "translate:2", "translate_plural:2,3", "mark")
+KEYWORDS = ("locale_str", "translate:2", "translate_plural:2,3", "mark", "UserError")
 SOURCES = (".",)
 MAPPING = Path(__file__).with_name("babel.cfg")
 

@@ -83,10 +83,12 @@ async def admit(
         guild = await store.guild_settings(guild_id)
     name = PROVIDER_NAMES.get(provider, provider)
     if provider in guild.disabled_providers:
-        raise UserError(f"{name} is turned off on this server; pick another provider or ask an admin.")
+        raise UserError(
+            "{provider} is turned off on this server; pick another provider or ask an admin.", provider=name
+        )
     if guild.allowed_channels and channel_id not in guild.allowed_channels:
         places = ", ".join(f"<#{channel}>" for channel in sorted(guild.allowed_channels))
-        raise UserError(f"The bot works only in {places} on this server; start your job there.")
+        raise UserError("The bot works only in {channels} on this server; start your job there.", channels=places)
     limits = Limits.of(guild, defaults)
     admission = Admission(
         day_start=day_start(now),
@@ -123,16 +125,21 @@ def refusal(reached: LimitReached, admission: Admission) -> UserError:
         return _budget_refusal(reached, admission)
     if reached.limit == "active":
         return UserError(
-            f"You have {used.active} unfinished jobs, the most this server allows at once "
-            f"({admission.active_per_user}); start another when one ends."
+            "You have {active} unfinished jobs, the most this server allows at once ({limit}); "
+            "start another when one ends.",
+            active=used.active,
+            limit=admission.active_per_user,
         )
     if reached.limit == "user_day":
         return UserError(
-            f"You have used all {admission.per_user_per_day} of your jobs for today on this server; "
-            f"the count resets {reset}."
+            "You have used all {limit} of your jobs for today on this server; the count resets {reset}.",
+            limit=admission.per_user_per_day,
+            reset=reset,
         )
     return UserError(
-        f"This server has used all {admission.per_guild_per_day} of its jobs for today; the count resets {reset}."
+        "This server has used all {limit} of its jobs for today; the count resets {reset}.",
+        limit=admission.per_guild_per_day,
+        reset=reset,
     )
 
 
@@ -148,11 +155,32 @@ def _budget_refusal(reached: LimitReached, admission: Admission) -> UserError:
     )
     left = max(0.0, budget - spent)
     resets = admission.day_start + timedelta(days=1) if daily else next_month(admission.day_start)
-    period = "today" if daily else "this month"
-    cost = f" and this job would cost about {credits_text(reached.estimate)}" if reached.estimate else ""
+    values = {
+        "budget": f"{budget:,}",
+        "left": credits_text(left),
+        "reset": f"<t:{int(resets.timestamp())}:R>",
+        "cost": credits_text(reached.estimate or 0),
+    }
+    if daily and reached.estimate:
+        return UserError(
+            "This server's credit budget today is {budget} credits; {left} are left and this job would cost "
+            "about {cost}, and the budget resets {reset}.",
+            **values,
+        )
+    if daily:
+        return UserError(
+            "This server's credit budget today is {budget} credits; {left} are left, and the budget resets {reset}.",
+            **values,
+        )
+    if reached.estimate:
+        return UserError(
+            "This server's credit budget this month is {budget} credits; {left} are left and this job would cost "
+            "about {cost}, and the budget resets {reset}.",
+            **values,
+        )
     return UserError(
-        f"This server's credit budget {period} is {budget:,} credits; {credits_text(left)} are left{cost}, "
-        f"and the budget resets <t:{int(resets.timestamp())}:R>."
+        "This server's credit budget this month is {budget} credits; {left} are left, and the budget resets {reset}.",
+        **values,
     )
 
 

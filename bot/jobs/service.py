@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from bot.downloads import download
-from bot.errors import UserError
+from bot.errors import ProblemsError, UserError
 from bot.jobs.admission import refusal
 from bot.jobs.inputs import InputMissing, InputStore
 from bot.jobs.preparation import PreparationPool
@@ -39,6 +39,8 @@ class Requester:
     interaction_token: str | None = None
     token_expires_at: datetime | None = None
     upload_limit: int | None = None
+    #: The language of the job's card and delivery (the server's, when the command came).
+    language: str = "en-US"
 
 
 def cost_class(provider: str, operation: Operation, resolved: Mapping[str, Any]) -> str:
@@ -69,14 +71,14 @@ class JobService:
     def provider(self, name: str) -> VideoProvider:
         provider = self.providers.get(name)
         if provider is None:
-            raise UserError(f"{name} is not set up on this bot; pick another provider.")
+            raise UserError("{provider} is not set up on this bot; pick another provider.", provider=name)
         return provider
 
     def check(self, provider_name: str, operation: Operation, params: Mapping[str, Any]) -> None:
         """Raise UserError with every problem in the options, before anything is downloaded."""
         problems = self.provider(provider_name).validate(operation, params)
         if problems:
-            raise UserError(" ".join(problems))
+            raise ProblemsError(problems)
 
     async def create(
         self,
@@ -100,7 +102,7 @@ class JobService:
         try:
             media = await self.preparation.run(provider.prepare_media, operation, data)
         except MediaRejected as exc:
-            raise UserError(str(exc)) from None
+            raise ProblemsError([str(exc)]) from None
         return await self._enqueue(who, provider, operation, dict(params), media, parent_id, admission, intake_id)
 
     async def again(
@@ -124,7 +126,7 @@ class JobService:
             media = await asyncio.to_thread(self.inputs.load, job.media)
         except InputMissing:
             raise UserError(
-                f"Job {job.id}'s input is no longer kept; start a new job with the image attached."
+                "Job {job_id}'s input is no longer kept; start a new job with the image attached.", job_id=job.id
             ) from None
         return await self._enqueue(who, provider, Operation(job.operation), params, media, job.id, admission, intake_id)
 
@@ -139,13 +141,15 @@ class JobService:
     ) -> Job:
         """Restyle a finished job's video with HiDream."""
         if job.state is not JobState.SUCCEEDED or not job.video_url:
-            raise UserError(f"Job {job.id} has no finished video to restyle.")
+            raise UserError("Job {job_id} has no finished video to restyle.", job_id=job.id)
         self.check("hidream", Operation.STYLIZE, {"style": style})
         video = await download(self.session, job.video_url, max_bytes=VIDEO_LIMITS.max_bytes)
         if video is None:
             raise UserError(
-                f"Job {job.id}'s video could not be fetched (provider links expire, or it is over "
-                f"{VIDEO_LIMITS.max_bytes // (1024 * 1024)} MB); start a new /stylize with the video attached."
+                "Job {job_id}'s video could not be fetched (provider links expire, or it is over {megabytes} MB); "
+                "start a new /stylize with the video attached.",
+                job_id=job.id,
+                megabytes=VIDEO_LIMITS.max_bytes // (1024 * 1024),
             )
         return await self.create(
             who,
@@ -191,6 +195,7 @@ class JobService:
             parent_id=parent_id,
             intake_id=intake_id,
             cost_class=cost_class(provider.name, operation, resolved),
+            language=who.language,
         )
         try:
             return await self.scheduler.enqueue(new, admission=admission)

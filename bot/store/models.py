@@ -83,6 +83,8 @@ class NewJob:
     intake_id: int | None = None
     #: What the job's price depends on; its estimate is taken from earlier jobs of the same class.
     cost_class: str | None = None
+    #: The language of the job's public messages (its card, its delivery), fixed when it is made.
+    language: str = "en-US"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,8 @@ class Job:
     cost_class: str | None = None
     #: The expected cost when the job was written, from earlier jobs of its class; None without history.
     estimated_credits: float | None = None
+    #: The language of the job's card and delivery, the server's when the job was made; it never changes.
+    language: str = "en-US"
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -197,6 +201,7 @@ class Job:
             token_dead_at=_maybe_time(row["token_dead_at"]),
             cost_class=row["cost_class"],
             estimated_credits=row["estimated_credits"],
+            language=row["language"],
         )
 
     def __repr__(self) -> str:
@@ -291,6 +296,8 @@ class GuildSettings:
     #: Credits the whole server may spend per UTC day and per UTC month; None: no budget.
     credits_per_day: int | None = None
     credits_per_month: int | None = None
+    #: The language of the server's public messages: "auto" (the server's preferred locale) or one of LANGUAGES.
+    language: str = "auto"
 
     @classmethod
     def from_row(cls, row: Any) -> GuildSettings:
@@ -305,6 +312,7 @@ class GuildSettings:
             allow_dm=bool(row["allow_dm"]),
             credits_per_day=row["credits_per_day"],
             credits_per_month=row["credits_per_month"],
+            language=row["language"],
         )
 
 
@@ -351,6 +359,8 @@ class Intake:
     closed_at: datetime | None = None
     #: Why it ended without a job: "expired", "unacknowledged", "restarted", "refused".
     outcome: str | None = None
+    #: The server's language when the command came: its job's card and delivery speak it.
+    language: str = "en-US"
 
     @property
     def job_key(self) -> str:
@@ -386,6 +396,7 @@ class Intake:
             lease_until=when("lease_until"),
             closed_at=when("closed_at"),
             outcome=row["outcome"],
+            language=row["language"],
         )
 
 

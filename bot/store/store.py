@@ -229,8 +229,8 @@ class Store:
             inserted = await db.fetch(
                 "INSERT INTO jobs (key, guild_id, channel_id, user_id, message_id, provider, operation, model,"
                 " params, media, state, created_at, updated_at, application_id, interaction_token,"
-                " token_expires_at, upload_limit, parent_id, next_check_at, cost_class, estimated_credits)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " token_expires_at, upload_limit, parent_id, next_check_at, cost_class, estimated_credits, language)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (key) DO NOTHING RETURNING *",
                 (
                     new.key,
@@ -254,6 +254,7 @@ class Store:
                     now,
                     new.cost_class,
                     estimate,
+                    new.language,
                 ),
             )
             if not inserted:
@@ -866,7 +867,8 @@ class Store:
                 "INSERT INTO intakes (interaction_id, kind, guild_id, channel_id, user_id, application_id,"
                 " interaction_token, token_expires_at, upload_limit, message_id, provider, operation, params,"
                 " source_job_id, attachment_url, attachment_name, attachment_type, attachment_size, created_at,"
-                " lease_owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " lease_owner, lease_until, language)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     intake.interaction_id,
                     intake.kind.value,
@@ -889,6 +891,7 @@ class Store:
                     _column_value(intake.created_at),
                     owner,
                     _column_value(self._now() + lease),
+                    intake.language,
                 ),
             )
 
@@ -1035,14 +1038,16 @@ class Store:
             await db.execute(
                 "INSERT INTO guild_settings (guild_id, disabled_providers, allowed_channels, max_active_per_user,"
                 " max_jobs_per_user_per_day, max_jobs_per_guild_per_day, log_channel_id, allow_dm, updated_at,"
-                " updated_by, credits_per_day, credits_per_month) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " updated_by, credits_per_day, credits_per_month, language)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (guild_id) DO UPDATE SET disabled_providers = excluded.disabled_providers,"
                 " allowed_channels = excluded.allowed_channels, max_active_per_user = excluded.max_active_per_user,"
                 " max_jobs_per_user_per_day = excluded.max_jobs_per_user_per_day,"
                 " max_jobs_per_guild_per_day = excluded.max_jobs_per_guild_per_day,"
                 " log_channel_id = excluded.log_channel_id, allow_dm = excluded.allow_dm,"
                 " updated_at = excluded.updated_at, updated_by = excluded.updated_by,"
-                " credits_per_day = excluded.credits_per_day, credits_per_month = excluded.credits_per_month",
+                " credits_per_day = excluded.credits_per_day, credits_per_month = excluded.credits_per_month,"
+                " language = excluded.language",
                 (
                     settings.guild_id,
                     json.dumps(sorted(settings.disabled_providers)),
@@ -1056,6 +1061,7 @@ class Store:
                     by,
                     settings.credits_per_day,
                     settings.credits_per_month,
+                    settings.language,
                 ),
             )
 

@@ -11,21 +11,27 @@ from typing import Any
 
 import discord
 
+from bot.i18n import SOURCE_LANGUAGE, mark, translate
 from providers.hidream.models import Style
 
 LABELS = {
-    "cancel": ("Cancel", discord.ButtonStyle.danger),
-    "retry": ("Retry", discord.ButtonStyle.primary),
-    "reroll": ("Reroll", discord.ButtonStyle.secondary),
-    "stylize": ("Stylize", discord.ButtonStyle.secondary),
+    # i18n: button label
+    "cancel": (mark("Cancel"), discord.ButtonStyle.danger),
+    # i18n: button label
+    "retry": (mark("Retry"), discord.ButtonStyle.primary),
+    # i18n: button label
+    "reroll": (mark("Reroll"), discord.ButtonStyle.secondary),
+    # i18n: button label
+    "stylize": (mark("Stylize"), discord.ButtonStyle.secondary),
 }
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"job:(?P<action>[a-z]+):(?P<id>\d+)"):
     """Cancel, Retry, Reroll or Stylize one job."""
 
-    def __init__(self, action: str, job_id: int) -> None:
+    def __init__(self, action: str, job_id: int, language: str = SOURCE_LANGUAGE) -> None:
         label, style = LABELS[action]
+        label = translate(language, label)
         super().__init__(discord.ui.Button(label=label, style=style, custom_id=f"job:{action}:{job_id}"))
         self.action = action
         self.job_id = job_id
@@ -46,9 +52,14 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"job:(
 class StyleMenu(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"style:(?P<id>\d+)"):
     """Pick a HiDream style to restyle a finished job's video."""
 
-    def __init__(self, job_id: int) -> None:
-        options = [discord.SelectOption(label=style.value.replace("_", " "), value=style.value) for style in Style]
-        super().__init__(discord.ui.Select(custom_id=f"style:{job_id}", placeholder="Pick a style", options=options))
+    def __init__(self, job_id: int, language: str = SOURCE_LANGUAGE) -> None:
+        # A style's name is its seed-given name in Chinese (the command surface's choice names), its spelling else.
+        options = [
+            discord.SelectOption(label=_style_label(style.value, language), value=style.value) for style in Style
+        ]
+        # i18n: select option
+        placeholder = translate(language, "Pick a style")
+        super().__init__(discord.ui.Select(custom_id=f"style:{job_id}", placeholder=placeholder, options=options))
         self.job_id = job_id
 
     @classmethod
@@ -64,9 +75,10 @@ class StyleMenu(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"style
 class IntakeRetry(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"intake:(?P<id>\d+)"):
     """Start again a command that a restart interrupted before its job was made."""
 
-    def __init__(self, interaction_id: int) -> None:
+    def __init__(self, interaction_id: int, language: str = SOURCE_LANGUAGE) -> None:
+        label = translate(language, LABELS["retry"][0])
         super().__init__(
-            discord.ui.Button(label="Retry", style=discord.ButtonStyle.primary, custom_id=f"intake:{interaction_id}")
+            discord.ui.Button(label=label, style=discord.ButtonStyle.primary, custom_id=f"intake:{interaction_id}")
         )
         self.interaction_id = interaction_id
 
@@ -78,3 +90,8 @@ class IntakeRetry(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"int
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         interaction.client.dispatch("intake_retry", interaction, self.interaction_id)
+
+
+def _style_label(style: str, language: str) -> str:
+    translated = translate(language, style)
+    return translated if translated != style else style.replace("_", " ")

@@ -14,6 +14,9 @@ from datetime import datetime, timedelta
 
 import discord
 
+from bot.i18n import mark, translate
+from bot.i18n.commands import is_word_choice
+from bot.i18n.sentences import localized_all
 from bot.jobs.admission import credits_text
 from bot.providers import PROVIDER_NAMES
 from bot.store import Job, JobState
@@ -34,14 +37,25 @@ SHOWN_OPTIONS = {
     "vidu": ("duration", "resolution", "movement_amplitude", "seed", "audio", "off_peak"),
 }
 STATE_LINES = {
-    JobState.QUEUED: ("⏳", "Waiting for its turn"),
-    JobState.SUBMITTING: ("📤", "Sending to the provider"),
-    JobState.RUNNING: ("🎬", "Generating"),
-    JobState.SUCCEEDED: ("✅", "Done"),
-    JobState.FAILED: ("❌", "Failed"),
-    JobState.REJECTED: ("🚫", "Refused by content review"),
-    JobState.CANCELLED: ("🛑", "Cancelled"),
-    JobState.TIMED_OUT: ("⌛", "Timed out"),
+    JobState.QUEUED: ("⏳", mark("Waiting for its turn")),
+    JobState.SUBMITTING: ("📤", mark("Sending to the provider")),
+    JobState.RUNNING: ("🎬", mark("Generating")),
+    JobState.SUCCEEDED: ("✅", mark("Done")),
+    JobState.FAILED: ("❌", mark("Failed")),
+    JobState.REJECTED: ("🚫", mark("Refused by content review")),
+    JobState.CANCELLED: ("🛑", mark("Cancelled")),
+    JobState.TIMED_OUT: ("⌛", mark("Timed out")),
+}
+#: How the announcement and the log line name each ending, inside a sentence.
+STATE_WORDS = {
+    JobState.QUEUED: mark("waiting for its turn"),
+    JobState.SUBMITTING: mark("sending to the provider"),
+    JobState.RUNNING: mark("generating"),
+    JobState.SUCCEEDED: mark("done"),
+    JobState.FAILED: mark("failed"),
+    JobState.REJECTED: mark("refused by content review"),
+    JobState.CANCELLED: mark("cancelled"),
+    JobState.TIMED_OUT: mark("timed out"),
 }
 COLOURS = {
     JobState.SUCCEEDED: discord.Colour.green(),
@@ -52,11 +66,30 @@ COLOURS = {
 }
 #: What a user can do after each bad ending.
 NEXT_STEPS = {
-    JobState.FAILED: "Press Retry to send it again with the same settings.",
-    JobState.REJECTED: "Change the image or the prompt and start a new job; nothing was charged for the review.",
-    JobState.TIMED_OUT: "Press Retry to send it again, or try another provider.",
-    JobState.CANCELLED: "Press Retry to send it again.",
+    JobState.FAILED: mark("Press Retry to send it again with the same settings."),
+    JobState.REJECTED: mark("Change the image or the prompt and start a new job; nothing was charged for the review."),
+    JobState.TIMED_OUT: mark("Press Retry to send it again, or try another provider."),
+    JobState.CANCELLED: mark("Press Retry to send it again."),
 }
+#: The names of the options shown on the card.
+OPTION_NAMES = {
+    "resolution": mark("resolution"),
+    "motion_strength": mark("motion strength"),
+    "camera_horizontal": mark("camera horizontal"),
+    "camera_vertical": mark("camera vertical"),
+    "camera_depth": mark("camera depth"),
+    "style": mark("style"),
+    "duration": mark("duration"),
+    "quality": mark("quality"),
+    "motion_mode": mark("motion mode"),
+    "camera_movement": mark("camera movement"),
+    "seed": mark("seed"),
+    "audio": mark("audio"),
+    "movement_amplitude": mark("movement amplitude"),
+    "off_peak": mark("off peak"),
+}
+#: The job number as every announcement and log line carries it; the presenter looks for it after a restart.
+JOB_NUMBER = mark("job {job_id}")
 
 
 @dataclass(frozen=True)
@@ -69,9 +102,10 @@ class Estimate:
     typical_left: float | None = None
 
 
-def title(job: Job) -> str:
+def title(job: Job, language: str) -> str:
     name = PROVIDER_NAMES.get(job.provider, job.provider)
-    what = "restyle" if job.operation == "stylize" else "image to video"
+    # i18n: embed title
+    what = translate(language, "restyle") if job.operation == "stylize" else translate(language, "image to video")
     return f"{name} {job.model} · {what}" if job.model else f"{name} · {what}"
 
 
@@ -97,16 +131,16 @@ def estimate(job: Job, median_seconds: float | None, now: datetime) -> Estimate:
     return Estimate(None)
 
 
-def time_left(eta: Estimate) -> str | None:
+def time_left(eta: Estimate, language: str) -> str | None:
     """The card's words for the time left when only earlier jobs say how long this one takes."""
     left = eta.typical_left
     if left is None:
         return None
     if left <= 0:
-        return "Taking longer than usual"
+        return translate(language, "Taking longer than usual")
     if left < 60:
-        return "Less than a minute left"
-    return f"About {math.ceil(left / 60)} min left"
+        return translate(language, "Less than a minute left")
+    return translate(language, "About {minutes} min left", minutes=math.ceil(left / 60))
 
 
 def _stamp(moment: datetime, style: str = "R") -> str:
@@ -117,7 +151,7 @@ def signature(job: Job, eta: Estimate) -> tuple[object, ...]:
     """Everything visible on the card; the card is edited only when this changes."""
     progress = round(job.progress * BAR_CELLS) if job.progress is not None else None
     finish = round(eta.finish_at.timestamp() / 30) if eta.finish_at else None
-    left = time_left(eta) if job.state is JobState.RUNNING else None
+    left = time_left(eta, job.language) if job.state is JobState.RUNNING else None
     checking = job.provider_status if job.state is JobState.SUBMITTING else None
     return (
         job.state,
@@ -129,64 +163,78 @@ def signature(job: Job, eta: Estimate) -> tuple[object, ...]:
         job.video_url,
         job.cover_url,
         checking,
-        cost(job),
+        cost(job, job.language),
     )
 
 
-def cost(job: Job) -> str | None:
+def cost(job: Job, language: str) -> str | None:
     """What the job costs, as the card says it: the provider's figure once known, before that the estimate."""
     if job.credits is not None and job.state in (JobState.SUBMITTING, JobState.RUNNING, JobState.SUCCEEDED):
-        return f"{credits_text(job.credits)} credits"
+        return translate(language, "{credits} credits", credits=credits_text(job.credits))
     if job.estimated_credits is not None and not job.state.finished:
-        return f"about {credits_text(job.estimated_credits)} credits"
+        return translate(language, "about {credits} credits", credits=credits_text(job.estimated_credits))
     return None
 
 
-def card(job: Job, eta: Estimate, *, thumbnail: bool) -> discord.Embed:
-    """The job's card as an embed."""
+def card(job: Job, eta: Estimate, *, thumbnail: bool, language: str | None = None) -> discord.Embed:
+    """The job's card as an embed, in the job's language unless another is asked for (an ephemeral copy)."""
+    lang = language or job.language
     icon, words = STATE_LINES[job.state]
-    embed = discord.Embed(title=title(job), colour=COLOURS.get(job.state, discord.Colour.blurple()))
+    words = translate(lang, words)
+    embed = discord.Embed(title=title(job, lang), colour=COLOURS.get(job.state, discord.Colour.blurple()))
     prompt = str(job.params.get("prompt") or job.params.get("style") or "")
     if prompt:
         embed.description = prompt if len(prompt) <= PROMPT_PREVIEW else prompt[: PROMPT_PREVIEW - 1] + "…"
     lines = [f"{icon} **{words}**"]
     if job.state is JobState.QUEUED and job.queue_position:
-        lines.append(f"Number {job.queue_position} in line")
+        lines.append(translate(lang, "Number {position} in line", position=job.queue_position))
     if job.state is JobState.SUBMITTING and job.provider_status:
         # The answer to the send was lost: the bot asks the provider before it would send again.
-        lines.append(f"The answer was lost; {job.provider_status} before sending again")
+        lines.append(translate(lang, "The answer was lost; {status} before sending again", status=job.provider_status))
     if job.state is JobState.RUNNING:
         if job.progress is not None:
             lines.append(progress_bar(job.progress))
-        left = time_left(eta)
+        left = time_left(eta, lang)
         if left is not None:
             lines.append(left)
         elif eta.finish_at is not None:
-            lines.append(f"Expected {_stamp(eta.finish_at)}")
+            lines.append(translate(lang, "Expected {when}", when=_stamp(eta.finish_at)))
     if job.state.finished:
         if job.finished_at is not None:
-            lines.append(f"Took {_duration((job.finished_at - job.created_at).total_seconds())}")
+            took = duration((job.finished_at - job.created_at).total_seconds(), lang)
+            lines.append(translate(lang, "Took {duration}", duration=took))
         if job.error_reason and job.state is not JobState.SUCCEEDED:
-            lines.append(job.error_reason)
+            lines.append(localized_all(lang, job.error_reason))
         step = NEXT_STEPS.get(job.state)
         if step:
-            lines.append(step)
+            lines.append(translate(lang, step))
     else:
-        lines.append(f"Started {_stamp(job.created_at)}")
-    price = cost(job)
+        lines.append(translate(lang, "Started {when}", when=_stamp(job.created_at)))
+    price = cost(job, lang)
     if price:
-        lines.append(f"Cost: {price}")
-    embed.add_field(name="Status", value="\n".join(lines)[:1024], inline=False)
+        lines.append(translate(lang, "Cost: {price}", price=price))
+    # i18n: field name
+    embed.add_field(name=translate(lang, "Status"), value="\n".join(lines)[:1024], inline=False)
     for name in SHOWN_OPTIONS.get(job.provider, ()):
         value = job.params.get(name)
         if value is not None and value != "":
-            embed.add_field(name=name.replace("_", " "), value=str(value)[:1024], inline=True)
+            shown = option_value(name, value, lang)
+            embed.add_field(name=translate(lang, OPTION_NAMES[name]), value=shown[:1024], inline=True)
     if job.state is JobState.SUCCEEDED and job.cover_url:
         embed.set_image(url=job.cover_url)
     if thumbnail:
         embed.set_thumbnail(url=f"attachment://{thumbnail_name(job)}")
-    embed.set_footer(text=f"Job {job.id}")
+    embed.set_footer(text=translate(lang, "Job {job_id}", job_id=job.id))
     return embed
+
+
+def option_value(name: str, value: object, language: str) -> str:
+    """An option's value as the card shows it: words (styles, motions, switches) translated, spellings as they are."""
+    if isinstance(value, bool):
+        return translate(language, "on") if value else translate(language, "off")
+    if isinstance(value, str) and is_word_choice(name, value):
+        return translate(language, value)
+    return str(value)
 
 
 def thumbnail_name(job: Job) -> str:
@@ -197,67 +245,90 @@ def thumbnail_name(job: Job) -> str:
 def card_text(job: Job) -> str | None:
     """The card's message text: the video link when it is too long for a link button, else nothing."""
     if job.state is JobState.SUCCEEDED and job.video_url and len(job.video_url) > MAX_BUTTON_URL:
-        return f"Video (the provider's link expires): {job.video_url}"
+        return translate(job.language, "Video (the provider's link expires): {url}", url=job.video_url)
     return None
 
 
-def buttons(job: Job, *, can_stylize: bool) -> discord.ui.View:
+def buttons(job: Job, *, can_stylize: bool, language: str | None = None) -> discord.ui.View:
     """The card's buttons for the job's state; their custom ids carry the job id, so they survive restarts."""
+    lang = language or job.language
     view = discord.ui.View(timeout=None)
     if not job.state.finished:
-        view.add_item(JobButton("cancel", job.id))
+        view.add_item(JobButton("cancel", job.id, lang))
         return view
     if job.state is JobState.SUCCEEDED:
         if job.video_url and len(job.video_url) <= MAX_BUTTON_URL:
-            view.add_item(discord.ui.Button(label="Open", style=discord.ButtonStyle.link, url=job.video_url))
-        view.add_item(JobButton("reroll", job.id))
+            # i18n: button label
+            label = translate(lang, "Open")
+            view.add_item(discord.ui.Button(label=label, style=discord.ButtonStyle.link, url=job.video_url))
+        view.add_item(JobButton("reroll", job.id, lang))
         if can_stylize:
-            view.add_item(JobButton("stylize", job.id))
+            view.add_item(JobButton("stylize", job.id, lang))
     else:
-        view.add_item(JobButton("retry", job.id))
+        view.add_item(JobButton("retry", job.id, lang))
     return view
 
 
 def announcement(job: Job, *, linked: bool, unfetched: bool = False, can_retry: bool = False) -> str:
-    """The message that tells the user the job ended (it mentions them, so they are notified).
+    """The message that tells the user the job ended (it mentions them, so they are notified), in the job's language.
 
     ``linked``: the video is too large to upload, so the link is given; ``unfetched``: the video could
     not be fetched from the provider (its link expired or did not answer), so no link is given.
     """
+    lang = job.language
     who = f"<@{job.user_id}>"
     if job.state is JobState.SUCCEEDED:
         if unfetched:
-            again = "Press Retry to make it again." if can_retry else "Start a new job to make it again."
-            return (
-                f"{who} job {job.id} finished, but its video could not be fetched from the provider "
-                f"(the link expired or did not answer). {again}"
+            if can_retry:
+                again = translate(lang, "Press Retry to make it again.")
+            else:
+                again = translate(lang, "Start a new job to make it again.")
+            return translate(
+                lang,
+                "{who} job {job_id} finished, but its video could not be fetched from the provider "
+                "(the link expired or did not answer). {again}",
+                who=who,
+                job_id=job.id,
+                again=again,
             )
-        message = f"{who} your video from job {job.id} is ready."
+        message = translate(lang, "{who} your video from job {job_id} is ready.", who=who, job_id=job.id)
         if linked:
-            message += f" It is too large to upload here, so here is the link (provider links expire): {job.video_url}"
+            message += translate(
+                lang,
+                " It is too large to upload here, so here is the link (provider links expire): {url}",
+                url=job.video_url,
+            )
         return message
-    _, words = STATE_LINES[job.state]
-    reason = f" {job.error_reason}" if job.error_reason else ""
-    step = NEXT_STEPS.get(job.state, "")
-    return f"{who} job {job.id}: {words.lower()}.{reason} {step}".strip()
+    words = translate(lang, STATE_WORDS[job.state])
+    reason = localized_all(lang, job.error_reason) if job.error_reason else ""
+    step = NEXT_STEPS.get(job.state)
+    text = translate(lang, "{who} job {job_id}: {state}.", who=who, job_id=job.id, state=words)
+    return " ".join(part for part in (text, reason, translate(lang, step) if step else "") if part)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float, language: str) -> str:
+    """A span of time in words (a Discord timestamp cannot say how long something took)."""
     seconds = max(0, round(seconds))
     if seconds < 60:
-        return f"{seconds} s"
+        return translate(language, "{seconds} s", seconds=seconds)
     minutes, seconds = divmod(seconds, 60)
     if minutes < 60:
-        return f"{minutes} min {seconds} s"
+        return translate(language, "{minutes} min {seconds} s", minutes=minutes, seconds=seconds)
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    return translate(language, "{hours} h {minutes} min", hours=hours, minutes=minutes)
 
 
 def log_line(job: Job) -> str:
-    """One line for a server's log channel."""
-    _, words = STATE_LINES[job.state]
-    took = f" in {_duration((job.finished_at - job.created_at).total_seconds())}" if job.finished_at else ""
-    price = cost(job)
-    credits = f" · {price}" if price else ""
-    reason = f" · {job.error_reason}" if job.error_reason and job.state is not JobState.SUCCEEDED else ""
-    return f"Job {job.id} · {title(job)} · <@{job.user_id}> · {words.lower()}{took}{credits}{reason}"
+    """One line for a server's log channel, in the job's language."""
+    lang = job.language
+    words = translate(lang, STATE_WORDS[job.state])
+    if job.finished_at:
+        took = duration((job.finished_at - job.created_at).total_seconds(), lang)
+        words = translate(lang, "{state} in {duration}", state=words, duration=took)
+    parts = [translate(lang, "Job {job_id}", job_id=job.id), title(job, lang), f"<@{job.user_id}>", words]
+    price = cost(job, lang)
+    if price:
+        parts.append(price)
+    if job.error_reason and job.state is not JobState.SUCCEEDED:
+        parts.append(localized_all(lang, job.error_reason))
+    return " · ".join(parts)

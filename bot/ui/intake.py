@@ -22,10 +22,12 @@ from typing import Any
 import discord
 
 from bot.errors import UserError
+from bot.i18n import translate
 from bot.jobs.inputs import InputStore
 from bot.jobs.service import JobService, Requester
 from bot.store import Intake, IntakeKind, Job, Store
 from bot.ui.buttons import IntakeRetry
+from bot.ui.language import server_language_of
 from bot.ui.presenter import TOKEN_MARGIN, Presenter
 from providers import Operation
 
@@ -73,6 +75,7 @@ def requester_of(intake: Intake) -> Requester:
         interaction_token=intake.interaction_token,
         token_expires_at=intake.token_expires_at,
         upload_limit=intake.upload_limit,
+        language=intake.language,
     )
 
 
@@ -140,6 +143,7 @@ class IntakeDesk:
             attachment_type=attachment.content_type if attachment else None,
             attachment_size=attachment.size if attachment else None,
             created_at=self._now(),
+            language=await server_language_of(self.store, interaction),
         )
         await self.store.record_intake(intake, owner=self.owner, lease=self.lease)
         return intake
@@ -242,24 +246,26 @@ class IntakeDesk:
             await self._close(intake, "unreachable")
             return
         except UserError as exc:
-            await self._tell(intake, str(exc), "refused")
+            await self._tell(intake, exc.text(intake.language), "refused")
             return
         except Exception:
             error_id = secrets.token_hex(4)
             log.exception("Error %s while finishing request %s after a restart", error_id, intake.interaction_id)
-            await self._tell(intake, f"Sorry, something went wrong on our side (error id {error_id}).", "failed")
+            text = translate(
+                intake.language, "Sorry, something went wrong on our side (error id {error_id}).", error_id=error_id
+            )
+            await self._tell(intake, text, "failed")
             return
         if job is None:
             view = discord.ui.View(timeout=None)
             if intake.attachment_url:
-                view.add_item(IntakeRetry(intake.interaction_id))
-            await self._tell(
-                intake,
+                view.add_item(IntakeRetry(intake.interaction_id, intake.language))
+            text = translate(
+                intake.language,
                 "The bot restarted before this job was made, and nothing was billed; press Retry to start it "
                 "again with the same options.",
-                "restarted",
-                view,
             )
+            await self._tell(intake, text, "restarted", view)
             return
         log.info("Request %s became job %s after a restart", intake.interaction_id, job.id)
         self.discard_upload(intake)
@@ -280,7 +286,7 @@ class IntakeDesk:
             )
         source = await self.store.get_job(intake.source_job_id or 0)
         if source is None:
-            raise UserError(f"Job {intake.source_job_id} is no longer kept; start a new job instead.")
+            raise UserError("Job {job_id} is no longer kept; start a new job instead.", job_id=intake.source_job_id)
         if intake.kind is IntakeKind.STYLIZE:
             return await self.jobs.stylize(source, who, str(intake.params["style"]), intake_id=intake.interaction_id)
         return await self.jobs.again(

@@ -28,6 +28,7 @@ from discord.http import handle_message_parameters
 
 from bot.background import TaskSet
 from bot.downloads import fetch
+from bot.i18n import LANGUAGES, translate
 from bot.jobs.inputs import InputStore
 from bot.store import Intake, Job, JobState, Store
 from bot.ui import cards
@@ -232,7 +233,8 @@ class Presenter:
         webhook for the token and refuses.
         """
         try:
-            message = await self._intake_webhook(intake).send("Picking this request up again…", wait=True)
+            text = translate(intake.language, "Picking this request up again…")
+            message = await self._intake_webhook(intake).send(text, wait=True)
         except discord.NotFound:
             return None
         return message.id
@@ -419,7 +421,9 @@ class Presenter:
         if me is None:
             return False
         after = discord.Object(job.message_id) if job.message_id else job.created_at
-        marker = re.compile(rf"\bjob {job.id}\b")
+        # The announcement may be in any language the bot speaks (the job's, unless it was made before issue 16).
+        numbers = {translate(language, cards.JOB_NUMBER, job_id=job.id) for language in LANGUAGES}
+        marker = re.compile("|".join(rf"(?<!\w){re.escape(number)}(?!\w)" for number in sorted(numbers)))
         try:
             async for message in self.client.get_partial_messageable(job.channel_id).history(
                 after=after, limit=100, oldest_first=True

@@ -13,7 +13,9 @@ import discord
 from discord import app_commands
 
 from bot.errors import UserError
+from bot.i18n import translate
 from bot.ui.intake import InterruptedByStop
+from bot.ui.language import member_language
 from bot.ui.presenter import CardNotOpened
 
 log = logging.getLogger(__name__)
@@ -45,12 +47,19 @@ async def reply_error(interaction: discord.Interaction[Any], error: Exception) -
     if isinstance(original, InterruptedByStop):
         log.info("%s", original)
         return
-    if isinstance(original, UserError | app_commands.CheckFailure | app_commands.TransformerError):
+    language = member_language(interaction)
+    if isinstance(original, UserError):
+        text = original.text(language)
+    elif isinstance(original, app_commands.CheckFailure | app_commands.TransformerError):
         text = str(original)
     else:
         error_id = secrets.token_hex(4)
         log.error("Error %s in an interaction", error_id, exc_info=original)
-        text = f"Sorry, something went wrong on our side (error id {error_id}). Please try again in a moment."
+        text = translate(
+            language,
+            "Sorry, something went wrong on our side (error id {error_id}). Please try again in a moment.",
+            error_id=error_id,
+        )
     try:
         if not interaction.response.is_done():
             await interaction.response.send_message(text, ephemeral=True)
@@ -68,9 +77,12 @@ async def _reply_job_exists(interaction: discord.Interaction[Any], error: CardNo
     """The job is queued and will be billed: say so where its card will appear, and never ask for a second try."""
     error_id = secrets.token_hex(4)
     log.error("Error %s while opening the card of job %s", error_id, error.job_id, exc_info=error.__cause__)
-    text = (
-        f"Job {error.job_id} was created and is queued; its card will appear in this message. "
-        f"There is no need to start it again (error id {error_id})."
+    text = translate(
+        member_language(interaction),
+        "Job {job_id} was created and is queued; its card will appear in this message. "
+        "There is no need to start it again (error id {error_id}).",
+        job_id=error.job_id,
+        error_id=error_id,
     )
     try:
         if interaction.response.is_done():

@@ -78,8 +78,8 @@ class InteractionBuilders:
             payload["channel"]["permissions"] = str(permissions)
             payload.update(
                 guild_id=str(home.id),
-                guild={"id": str(home.id), "locale": home.preferred_locale, "features": []},
-                guild_locale=home.preferred_locale,
+                guild={"id": str(home.id), "locale": home.locale, "features": home.features},
+                guild_locale=home.locale,
                 member={**self.member_payload(home, member), "permissions": str(permissions)},
                 app_permissions=str(app_permissions),
                 authorizing_integration_owners={"0": str(home.id)} if home.bot_joined else {"1": str(who.id)},

@@ -187,7 +187,18 @@ class FakeGuild:
     bot_joined: bool = True
     premium_tier: int = 0
     preferred_locale: str = "en-US"
+    #: Only Community servers may choose a preferred locale; Discord reports en-US for every other one.
+    community: bool = False
     created_at: float = 0.0
+
+    @property
+    def locale(self) -> str:
+        """The guild_locale Discord reports for the server."""
+        return self.preferred_locale if self.community else "en-US"
+
+    @property
+    def features(self) -> list[str]:
+        return ["COMMUNITY"] if self.community else []
 
     def role(self, role_id: int) -> FakeRole | None:
         """A role by id."""

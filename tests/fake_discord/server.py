@@ -355,8 +355,12 @@ class FakeDiscord(InteractionBuilders):
         everyone_permissions: int = EVERYONE_PERMISSIONS,
         premium_tier: int = 0,
         shard: int | None = None,
+        preferred_locale: str = "en-US",
+        community: bool = False,
     ) -> FakeGuild:
         """A guild with an @everyone role, text channels and members (the bot joins unless ``bot_joined=False``).
+
+        ``preferred_locale`` is what the server chose; interactions report it only for a ``community`` server.
 
         ``shard`` picks an id that Discord would route to that shard of ``shard_count``.
         """
@@ -373,6 +377,8 @@ class FakeDiscord(InteractionBuilders):
             owner_id=owner.id,
             bot_joined=bot_joined,
             premium_tier=premium_tier,
+            preferred_locale=preferred_locale,
+            community=community,
             created_at=self.now(),
         )
         guild.roles.append(FakeRole(id=guild_id, name="@everyone", permissions=everyone_permissions))
@@ -520,7 +526,7 @@ class FakeDiscord(InteractionBuilders):
             "premium_tier": guild.premium_tier,
             "premium_subscription_count": 0,
             "premium_progress_bar_enabled": False,
-            "preferred_locale": guild.preferred_locale,
+            "preferred_locale": guild.locale,
             "system_channel_id": None,
             "system_channel_flags": 0,
             "rules_channel_id": None,
@@ -530,7 +536,7 @@ class FakeDiscord(InteractionBuilders):
             "application_id": None,
             "max_members": 500000,
             "max_video_channel_users": 25,
-            "features": [],
+            "features": guild.features,
             "roles": [role.payload() for role in guild.roles],
             "emojis": [],
             "stickers": [],
