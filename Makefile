@@ -36,13 +36,13 @@ test: $(STAMP) translations
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP) translations
-	$(BIN)/ruff check bot cogs providers tests
-	$(BIN)/ruff format --check bot cogs providers tests
+	$(BIN)/ruff check bot cogs providers simulators tests
+	$(BIN)/ruff format --check bot cogs providers simulators tests
 	$(BIN)/mypy --strict bot cogs providers
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix bot cogs providers tests
-	$(BIN)/ruff format bot cogs providers tests
+	$(BIN)/ruff check --fix bot cogs providers simulators tests
+	$(BIN)/ruff format bot cogs providers simulators tests
 
 bench: $(STAMP) translations
 	$(BIN)/python -m tests.bench
