@@ -8,7 +8,8 @@ LOCALES := bot/i18n/locales
 CATALOGS := $(wildcard $(LOCALES)/*/LC_MESSAGES/bot.po)
 COMPILED := $(CATALOGS:.po=.mo)
 
-.PHONY: run test lint format bench mutate soak soak-short lock clean translations catalog
+# `make demo`: the real bot against the simulated Discord and providers, on http://127.0.0.1:8765 (DEMO_PORT).
+.PHONY: run demo test lint format bench mutate soak soak-short lock clean translations catalog
 
 $(STAMP): requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
@@ -31,6 +32,10 @@ catalog: $(STAMP)
 
 run: $(STAMP) translations
 	$(BIN)/python -m bot
+
+# No credentials and no network: every service the bot talks to is simulated on loopback (README, "Demo").
+demo: $(STAMP) translations
+	$(BIN)/python -m bot demo
 
 test: $(STAMP) translations
 	$(BIN)/python -m pytest -q
