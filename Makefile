@@ -8,7 +8,8 @@ LOCALES := bot/i18n/locales
 CATALOGS := $(wildcard $(LOCALES)/*/LC_MESSAGES/bot.po)
 COMPILED := $(CATALOGS:.po=.mo)
 
-.PHONY: run test lint format bench mutate soak soak-short lock clean translations catalog
+# `make demo`: the real bot against the simulated Discord and providers, on http://127.0.0.1:8765 (DEMO_PORT).
+.PHONY: run demo screenshots test lint format bench mutate soak soak-short lock clean translations catalog
 
 $(STAMP): requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
@@ -32,17 +33,25 @@ catalog: $(STAMP)
 run: $(STAMP) translations
 	$(BIN)/python -m bot
 
+# No credentials and no network: every service the bot talks to is simulated on loopback (README, "Demo").
+demo: $(STAMP) translations
+	$(BIN)/python -m bot demo
+
+# The README's screenshots of the demo (a card mid-progress and done), taken by the browser test in headless Chromium.
+screenshots: $(STAMP) translations
+	DEMO_SCREENSHOTS=docs $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_demo_browser.py
+
 test: $(STAMP) translations
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP) translations
-	$(BIN)/ruff check bot cogs providers tests
-	$(BIN)/ruff format --check bot cogs providers tests
+	$(BIN)/ruff check bot cogs providers simulators tests
+	$(BIN)/ruff format --check bot cogs providers simulators tests
 	$(BIN)/mypy --strict bot cogs providers
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix bot cogs providers tests
-	$(BIN)/ruff format bot cogs providers tests
+	$(BIN)/ruff check --fix bot cogs providers simulators tests
+	$(BIN)/ruff format bot cogs providers simulators tests
 
 bench: $(STAMP) translations
 	$(BIN)/python -m tests.bench

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -23,6 +25,7 @@ log = logging.getLogger("bot")
 
 #: Gateway close codes for shard settings Discord will not take: 4010 invalid shard, 4011 sharding required.
 REFUSED_SHARDS = (4010, 4011)
+TRY_WITHOUT_CREDENTIALS = "To try the bot without any credentials, run `make demo` (or `python -m bot demo`)."
 
 
 async def run(settings: Settings) -> None:
@@ -80,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         "command",
         nargs="?",
         default="run",
-        choices=("run", "check", "health", "migrate-ledger"),
+        choices=("run", "check", "health", "migrate-ledger", "demo"),
         help="run the bot (default); check the configuration and every credential; "
+        "demo: the bot against simulated Discord and providers, shown on http://127.0.0.1:8765 (no credentials); "
         "health: ask the running bot's /healthz (exit 0 when healthy); "
         "migrate-ledger FROM TO: copy a ledger (sqlite:///… or postgresql://…) into a new, empty one",
     )
@@ -96,10 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         return migrate_ledger(*arguments.urls)
     if arguments.urls:
         parser.error(f"{command} takes no URLs")
+    if command == "demo":
+        # The one way from the bot to the simulators, taken only when asked for; imported by name so that nothing
+        # of the simulators is part of the bot's own import graph (or of its type check).
+        demo: Callable[[], int] = importlib.import_module("simulators.demo").main
+        return demo()
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(f"The configuration is not usable:\n{exc}", file=sys.stderr)
+        if "DISCORD_TOKEN is not set" in str(exc):
+            print(TRY_WITHOUT_CREDENTIALS, file=sys.stderr)
         return 2
     if command == "health":
         healthy, said = probe_url(f"http://127.0.0.1:{settings.health_port}/healthz")

@@ -101,8 +101,8 @@ from providers.pixverse import PixVerse
 from providers.pixverse.capabilities import IMAGE_LIMITS as PIXVERSE_IMAGE_LIMITS
 from providers.vidu import Vidu
 from providers.vidu.capabilities import IMAGE_LIMITS as VIDU_IMAGE_LIMITS
+from simulators.fake_providers import FakeHiDream, FakePixVerse, FakeVidu, Outcome, sample_image
 from tests.bench_status import status_section
-from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome, sample_image
 
 PROVIDERS = ("hidream", "pixverse", "vidu")
 SIZES = (1_000, 10_000)

@@ -51,6 +51,7 @@ from bot.jobs.inputs import InputStore
 from bot.jobs.scheduler import Scheduler, SchedulerSettings
 from bot.store import Store
 from providers.vidu import Vidu
+from simulators.fake_providers import FakeVidu
 from tests.bench import (
     CALLBACK_POLL_INTERVAL,
     POLL_ROUTES,
@@ -68,7 +69,6 @@ from tests.bench import (
     start_peak_rss,
     verdict,
 )
-from tests.fakes import FakeVidu
 
 #: The issue's targets.
 MAX_REQUESTS_PER_JOB = 3.0

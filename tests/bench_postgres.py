@@ -61,6 +61,8 @@ from providers import Operation, VideoProvider
 from providers.hidream import HiDream
 from providers.pixverse import PixVerse
 from providers.vidu import Vidu
+from simulators.fake_providers import FakeHiDream, FakePixVerse, FakeVidu, Outcome, sample_image
+from simulators.fake_providers.common import Call
 from tests.bench import (
     HTTP_TIMEOUT,
     IMAGE_SIZE,
@@ -80,8 +82,6 @@ from tests.bench import (
     timings,
     verdict,
 )
-from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome, sample_image
-from tests.fakes.common import Call
 from tests.postgres import NoPostgres, PostgresServer
 
 CHILDREN = 3

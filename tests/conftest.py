@@ -20,7 +20,7 @@ from providers.hidream import HiDream
 from providers.http import RetryPolicy
 from providers.pixverse import PixVerse
 from providers.vidu import Vidu
-from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu
+from simulators.fake_providers import FakeHiDream, FakePixVerse, FakeVidu
 from tests.postgres import NoPostgres, PostgresServer
 
 P = TypeVar("P", bound=VideoProvider)

@@ -19,9 +19,9 @@ from bot.compose import assemble
 from bot.config import Settings
 from bot.store import Job
 from bot.ui.app import AnimateBot
+from simulators.fake_discord import FakeDiscord, FakeMessage, connect_client
+from simulators.fake_providers import FakeHiDream, FakePixVerse, FakeVidu
 from tests.conftest import image_bytes
-from tests.fake_discord import FakeDiscord, FakeMessage, connect_client
-from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu
 
 
 def free_port() -> int:

@@ -12,8 +12,8 @@ from bot.jobs.inputs import InputStore
 from bot.jobs.scheduler import Scheduler
 from bot.store import Job, JobState, NewJob, Store
 from providers import Operation, VideoProvider
+from simulators.fake_providers import build_mp4
 from tests.conftest import image_bytes
-from tests.fakes import build_mp4
 
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "hidream": {},

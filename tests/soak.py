@@ -27,10 +27,10 @@ from typing import IO, Any
 
 import aiohttp
 
+from simulators.fake_discord import FakeDiscord, FakeMessage, FakeUser, InteractionRecord
+from simulators.fake_providers import FakeHiDream, FakePixVerse, FakeProvider, FakeVidu, Outcome, build_mp4
 from tests.conftest import image_bytes
 from tests.discord_world import free_port
-from tests.fake_discord import FakeDiscord, FakeMessage, FakeUser, InteractionRecord
-from tests.fakes import FakeHiDream, FakePixVerse, FakeProvider, FakeVidu, Outcome, build_mp4
 from tests.postgres import running_server
 
 ROOT = Path(__file__).resolve().parent.parent

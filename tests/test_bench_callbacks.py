@@ -8,9 +8,9 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
+from simulators.fake_providers import FakeHiDream
 from tests.bench import PROVIDERS, main_run
 from tests.bench_callbacks import callbacks_table, load_plan, load_run, requests_per_job
-from tests.fakes import FakeHiDream
 from tests.test_fake_callbacks import HD_KEY, hd_create
 
 

@@ -33,8 +33,8 @@ from providers import Callback, CallbackRefused, VideoProvider
 from providers.hidream import HiDream
 from providers.pixverse import PixVerse
 from providers.vidu import Vidu
+from simulators.fake_providers import FakeHiDream, FakeVidu, Outcome
 from tests.conftest import HIDREAM_KEY, PIXVERSE_KEY, VIDU_KEY, hidream_client, vidu_client
-from tests.fakes import FakeHiDream, FakeVidu, Outcome
 from tests.scheduling import Recorder, new_job, wait_for
 
 PUBLIC = "https://bot.example.org/animate"

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from bot.store import JobState
+from simulators.fake_providers import FakeHiDream, FakePixVerse, FakeVidu, Outcome, SentCallback
 from tests.discord_world import World, answer, free_port, status_of, world
-from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome, SentCallback
 
 __all__ = ["world"]
 

@@ -26,8 +26,8 @@ from bot.ui.cards import progress_bar
 from providers import Operation, VideoProvider
 from providers.hidream import HiDream
 from providers.vidu import Vidu
+from simulators.fake_providers import FakeClock
 from tests.discord_world import REQUIRED, World, status_of, world
-from tests.fakes import FakeClock
 
 __all__ = ["world"]
 

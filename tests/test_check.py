@@ -13,8 +13,8 @@ import pytest
 from bot.__main__ import main
 from bot.check import render, run_checks
 from bot.config import Settings
-from tests.fake_discord import FakeDiscord, patch_discord
-from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu
+from simulators.fake_discord import FakeDiscord, patch_discord
+from simulators.fake_providers import FakeHiDream, FakePixVerse, FakeVidu
 
 KEYS = {"hidream": "hd-check-key", "pixverse": "pv-check-key", "vidu": "vd-check-key"}
 

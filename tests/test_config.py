@@ -236,3 +236,17 @@ def test_a_lease_too_short_to_renew_is_refused(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("LEASE_SECONDS", "1")
     with pytest.raises(ConfigError, match="LEASE_SECONDS is not valid"):
         load_settings(env_file=None)
+
+
+def test_python_m_bot_without_a_token_says_how_to_try_it_without_credentials(tmp_path: Path) -> None:
+    env = {
+        key: value for key, value in os.environ.items() if key.upper() not in {n.upper() for n in Settings.model_fields}
+    }
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert any(line.startswith("DISCORD_TOKEN is not set") for line in lines)
+    assert lines[-1] == "To try the bot without any credentials, run `make demo` (or `python -m bot demo`)."

@@ -19,10 +19,10 @@ import aiohttp
 import pytest
 
 from bot.store import Job, JobState, Store
+from simulators.fake_discord import FakeDiscord, FakeMessage, FakeUser
+from simulators.fake_providers import FakeHiDream, FakePixVerse, FakeVidu, Outcome
 from tests.conftest import image_bytes
 from tests.discord_world import REQUIRED, status_of
-from tests.fake_discord import FakeDiscord, FakeMessage, FakeUser
-from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDERS = ("hidream", "pixverse", "vidu")

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from bot.store import Admission, Job, JobState, LimitReached, NewJob, Store
+from simulators.fake_providers.vidu import CREDITS_PER_SECOND
 from tests.discord_world import World, answer, world
-from tests.fakes.vidu import CREDITS_PER_SECOND
 
 __all__ = ["world"]
 

@@ -11,9 +11,9 @@ import pytest
 
 from bot.store import JobEvent, JobState, Store
 from bot.ui.presenter import ChannelBudget
+from simulators.fake_providers import FakeClock, build_mp4
 from tests.conftest import image_bytes
 from tests.discord_world import REQUIRED, World, announcements, world
-from tests.fakes import FakeClock, build_mp4
 
 __all__ = ["world"]
 

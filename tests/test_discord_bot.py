@@ -12,9 +12,9 @@ import pytest
 
 from bot.health import probe_url
 from bot.store import JobState
+from simulators.fake_providers import Outcome, build_mp4
 from tests.conftest import image_bytes
 from tests.discord_world import KEYS, World, announcements, answer, click, status_of, world
-from tests.fakes import Outcome, build_mp4
 
 __all__ = ["world"]
 

@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.fakes import FakeClock, FakeHiDream, FakePixVerse, FakeVidu, Outcome, sample_image
+from simulators.fake_providers import FakeClock, FakeHiDream, FakePixVerse, FakeVidu, Outcome, sample_image
 
 PNG = sample_image()
 PNG_B64 = base64.b64encode(PNG).decode()

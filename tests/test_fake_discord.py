@@ -16,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 from PIL import Image
 
-from tests.fake_discord import (
+from simulators.fake_discord import (
     EPHEMERAL,
     LOADING,
     FakeDiscord,

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.fakes import (
+from simulators.fake_providers import (
     FAULT_KINDS,
     FakeClock,
     FakeHiDream,

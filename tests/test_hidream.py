@@ -14,8 +14,8 @@ from providers import ErrorKind, GenerationRequest, Operation, TaskRef, TaskStat
 from providers.hidream import HiDream
 from providers.hidream.client import task_status
 from providers.hidream.models import Module, SubTaskResult, TaskResult
+from simulators.fake_providers import FakeHiDream, build_mp4
 from tests.conftest import HIDREAM_KEY, hidream_client, image_bytes, poll_until
-from tests.fakes import FakeHiDream, build_mp4
 
 
 def image_request(client: HiDream, width: int = 640, height: int = 360, **params: object) -> GenerationRequest:

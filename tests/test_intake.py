@@ -13,6 +13,8 @@ import pytest
 
 from bot.jobs.inputs import InputStore
 from bot.store import Intake, IntakeKind, JobState, Store, intake_job_key
+from simulators.fake_discord import FakeDiscord
+from simulators.fake_providers import FakePixVerse
 from tests.conftest import image_bytes
 from tests.discord_world import (
     World,
@@ -20,8 +22,6 @@ from tests.discord_world import (
     click,
     world,
 )
-from tests.fake_discord import FakeDiscord
-from tests.fakes import FakePixVerse
 from tests.test_shutdown import KEY, start_bot
 
 __all__ = ["world"]

@@ -17,9 +17,9 @@ from bot.metrics import Metrics, route_kind
 from bot.store import JobState, NewJob, Store
 from providers import ProviderError
 from providers.http import EndpointKind
+from simulators.fake_providers import FakeVidu, Outcome
 from tests.conftest import VIDU_KEY, vidu_client
 from tests.discord_world import KEYS, World, world
-from tests.fakes import FakeVidu, Outcome
 
 __all__ = ["world"]
 

@@ -15,8 +15,8 @@ from providers.errors import InvalidRequest, RateLimited
 from providers.pixverse import PixVerse
 from providers.pixverse.client import task_status, trace_id_for
 from providers.pixverse.models import GenerateRequest, VideoResult
+from simulators.fake_providers import FakeClock, FakePixVerse, Outcome
 from tests.conftest import PIXVERSE_KEY, image_bytes, pixverse_client, poll_until
-from tests.fakes import FakeClock, FakePixVerse, Outcome
 
 
 def request(client: PixVerse, **params: Any) -> GenerationRequest:

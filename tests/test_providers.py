@@ -21,8 +21,8 @@ from providers.errors import (
     RateLimited,
     SubmitOutcomeUnknown,
 )
+from simulators.fake_providers import Outcome
 from tests.conftest import Harness
-from tests.fakes import Outcome
 
 
 async def test_a_job_goes_from_submit_to_a_downloadable_video(harness: Harness, session: aiohttp.ClientSession) -> None:

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from bot.store import JobState
+from simulators.fake_discord import FakeMessage
 from tests.discord_world import World, announcements, click, status_of, world
-from tests.fake_discord import FakeMessage
 
 __all__ = ["world"]
 

@@ -35,11 +35,11 @@ import aiohttp
 import pytest
 
 from bot.store import Job, JobState, Store
+from simulators.fake_discord import FakeDiscord, FakeGuild, FakeMessage, FakeUser, InteractionRecord
+from simulators.fake_providers import FakeHiDream, FakePixVerse, FakeProvider, FakeVidu, Outcome
+from simulators.fake_providers.common import Task
 from tests.conftest import image_bytes
 from tests.discord_world import free_port
-from tests.fake_discord import FakeDiscord, FakeGuild, FakeMessage, FakeUser, InteractionRecord
-from tests.fakes import FakeHiDream, FakePixVerse, FakeProvider, FakeVidu, Outcome
-from tests.fakes.common import Task
 from tests.soak import ANNOUNCEMENT, polled_within_a_round, read_card, task_queries
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.timeout(600)]

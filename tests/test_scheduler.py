@@ -16,8 +16,8 @@ from bot.jobs.inputs import InputStore
 from bot.jobs.scheduler import JobNotCancellable, ProviderLimits, Scheduler, SchedulerSettings
 from bot.store import Job, JobState, Store
 from providers import ErrorKind, Operation, VideoProvider
+from simulators.fake_providers import FakeHiDream, FakePixVerse, FakeVidu, Outcome
 from tests.conftest import hidream_client, pixverse_client, vidu_client
-from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome
 from tests.scheduling import Recorder, new_job, wait_for
 
 FAST = dict(poll_interval=0.05, max_poll_interval=0.2, off_peak_poll_interval=0.2)

@@ -24,9 +24,9 @@ from bot.jobs.scheduler import JobNotCancellable, ProviderLimits, Scheduler, Sch
 from bot.store import Job, JobState, Store
 from providers import GenerationRequest, Operation, VideoProvider
 from providers.errors import SubmitOutcomeUnknown
+from simulators.fake_providers import FakeHiDream, FakePixVerse, FakeVidu, Outcome, Task
 from tests.conftest import hidream_client, pixverse_client, vidu_client
 from tests.discord_world import World, answer, world
-from tests.fakes import FakeHiDream, FakePixVerse, FakeVidu, Outcome, Task
 from tests.scheduling import new_job, wait_for
 
 __all__ = ["world"]

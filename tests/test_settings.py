@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from bot.store import JobState
+from simulators.fake_providers import Outcome
 from tests.discord_world import World, answer, world
-from tests.fakes import Outcome
 
 __all__ = ["world"]
 

@@ -22,10 +22,10 @@ import aiohttp
 import pytest
 
 from bot.store import JobState, Store
+from simulators.fake_discord import FakeDiscord, FakeGuild, FakeMessage
+from simulators.fake_providers import FakePixVerse
 from tests.conftest import image_bytes
 from tests.discord_world import free_port
-from tests.fake_discord import FakeDiscord, FakeGuild, FakeMessage
-from tests.fakes import FakePixVerse
 
 pytestmark = pytest.mark.subprocess
 

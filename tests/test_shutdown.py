@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from bot.store import JobState, Store
+from simulators.fake_discord import FakeDiscord
+from simulators.fake_providers import FakePixVerse
 from tests.conftest import image_bytes
-from tests.fake_discord import FakeDiscord
-from tests.fakes import FakePixVerse
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "pv-shutdown-key"

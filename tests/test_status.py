@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from bot.store import Job, JobState, NewJob, Store
+from simulators.fake_providers import Outcome
 from tests.bench_status import IN_FLIGHT, measure
 from tests.discord_world import World, world
-from tests.fakes import Outcome
 
 __all__ = ["world"]
 

@@ -18,8 +18,8 @@ from providers.errors import CancelNotPossible, InvalidRequest, RateLimited
 from providers.vidu import Vidu
 from providers.vidu.client import build_create_request, payload_for, task_status
 from providers.vidu.models import PAYLOAD_MAX_LENGTH, Creation, TaskCreations
+from simulators.fake_providers import FakeVidu, Outcome
 from tests.conftest import VIDU_KEY, image_bytes, poll_until, vidu_client
-from tests.fakes import FakeVidu, Outcome
 
 
 def request(client: Vidu, **params: Any) -> GenerationRequest:

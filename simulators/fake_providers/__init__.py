@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.fakes.common import (
+from simulators.fake_providers.common import (
     FAULT_KINDS,
     OUTCOME_KINDS,
     DroppedCallback,
@@ -18,9 +18,9 @@ from tests.fakes.common import (
     mp4_duration,
     sample_image,
 )
-from tests.fakes.hidream import FakeHiDream
-from tests.fakes.pixverse import FakePixVerse
-from tests.fakes.vidu import FakeVidu
+from simulators.fake_providers.hidream import FakeHiDream
+from simulators.fake_providers.pixverse import FakePixVerse
+from simulators.fake_providers.vidu import FakeVidu
 
 __all__ = [
     "FAULT_KINDS",

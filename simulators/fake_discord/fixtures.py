@@ -1,4 +1,4 @@
-"""pytest fixtures; import them into a conftest (``from tests.fake_discord.fixtures import fake_discord``)."""
+"""pytest fixtures; import them into a conftest (``from simulators.fake_discord.fixtures import fake_discord``)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from tests.fakes.common import (
+from simulators.fake_providers.common import (
     MIB,
     Call,
     CallbackDue,

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Final
 
 from aiohttp import web
 
-from tests.fakes.common import (
+from simulators.fake_providers.common import (
     Call,
     CallbackDue,
     Clock,

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from tests.fakes.common import (
+from simulators.fake_providers.common import (
     MIB,
     Call,
     CallbackDue,
