@@ -50,7 +50,7 @@ FINAL_WORDS = {
 }
 RUNNING_WORDS = ("Waiting for its turn", "Sending to the provider", "Generating")
 #: The sentence of issue 18 §1 for a command the bot acknowledged but never made into a job.
-RESTARTED = re.compile(r"restarted before the job was made", re.IGNORECASE)
+RESTARTED = re.compile(r"restarted before (?:the|this) job was made", re.IGNORECASE)
 LABEL = re.compile(r"soak job (\d{3})")
 ANNOUNCEMENT = re.compile(r"^<@(\d+)> .*?\bjob (\d+)\b")
 READY = re.compile(r"your video from job (\d+) is ready")

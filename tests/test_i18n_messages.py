@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from bot.store import Job
+from simulators.fake_discord import FakeChannel, FakeMessage, FakeUser
 from tests.discord_world import REQUIRED, World, answer, status_of, world
-from tests.fake_discord import FakeChannel, FakeMessage, FakeUser
 
 __all__ = ["world"]
 
