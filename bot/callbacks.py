@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -150,7 +151,7 @@ class CallbackListener:
             return web.Response(status=413, text="Too large")
         callback = Callback(
             method=request.method,
-            query_string=request.query_string,
+            query_string=request.rel_url.raw_query_string,
             headers=request.headers,
             body=body,
             received_at=self._now(),
@@ -169,7 +170,14 @@ class CallbackListener:
             self._count(name, "busy")
             return web.Response(status=503, text="Busy", headers={"Retry-After": "5"})
         async with self._in_flight:
-            report = await self._report(name, news)
+            try:
+                report = await self._report(name, news)
+            except Exception:
+                error_id = secrets.token_hex(4)
+                log.exception("A %s callback could not be recorded (error %s)", provider.display_name, error_id)
+                self._count(name, "error")
+                # The provider tries again; polling is there if it does not.
+                return web.Response(status=503, text=f"Error {error_id}", headers={"Retry-After": "5"})
         if report.replayed:
             self._count(name, "replayed")
             log.warning("A %s callback repeated a nonce already seen; refused", provider.display_name)

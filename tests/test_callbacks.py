@@ -421,3 +421,24 @@ async def _until(condition: Callable[[], bool], within: float = 30.0) -> None:
             if condition():
                 return
             await asyncio.sleep(0.02)
+
+
+async def test_a_callback_the_ledger_cannot_take_gets_503_and_an_error_id(
+    tmp_path: Path, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    hidream = HiDream(session, _secret(HIDREAM_KEY), callback_url=callback_url(PUBLIC, "hidream"))
+    store = await Store.open(tmp_path / "ledger.db")
+    scheduler = Scheduler(store, {"hidream": hidream}, InputStore(tmp_path / "inputs"))
+    listener = CallbackListener({"hidream": hidream}, scheduler.task_reported, host="127.0.0.1", port=0)
+    await listener.start()
+    try:
+        await store.close()
+        url = f"http://127.0.0.1:{listener.port}/callbacks/hidream"
+        async with session.post(url, data=json.dumps({"task_id": "h-1"}).encode()) as response:
+            assert response.status == 503
+            text = await response.text()
+        error_id = text.removeprefix("Error ")
+        assert len(error_id) == 8
+        assert any(error_id in record.getMessage() and record.exc_info for record in caplog.records)
+    finally:
+        await listener.stop()
