@@ -204,3 +204,48 @@ async def test_a_card_drawn_after_a_restart_keeps_the_language_its_job_started_w
         done = await world.finished(job.id)
         assert status_of(card_of(world, done)).startswith("✅ **完成**")
         assert announcement_of(world, done).content == f"<@{ming.id}> 任务 {job.id} 的视频已生成。"
+
+
+@pytest.mark.world(disabled=("hidream",))
+async def test_an_admin_reads_status_in_their_own_language(world: World) -> None:
+    english_server, _ = two_servers(world)
+    owner = world.discord.owner
+    async with world.running():
+        job = await world.job_for(await animate(world, locale=ZH, channel=english_server, user=owner))
+        done = await world.finished(job.id)
+        await slash(
+            world,
+            "settings",
+            subcommand="provider",
+            options={"provider": "pixverse", "enabled": False},
+            locale=ZH,
+            channel=english_server,
+            user=owner,
+        )
+        assert done.finished_at is not None
+        assert done.accepted_at is not None
+        took = round((done.finished_at - done.accepted_at).total_seconds())
+
+        status = await slash(world, "status", locale=ZH, channel=english_server, user=owner)
+
+        [callback] = world.discord.callbacks(status)
+        assert callback.data["flags"] & 64
+        [embed] = callback.data["embeds"]
+        assert embed["title"] == "机器人状态"
+        assert embed["description"] == "所有服务器上共有 0 个任务在进行中(0 个等待,0 个运行)。"
+        shown = {field["name"]: field["value"] for field in embed["fields"]}
+        assert shown["HiDream"] == "本机器人未配置"
+        assert shown["PixVerse"].startswith("已在本服务器关闭\n上次成功:从未\n")
+        assert shown["Vidu"] == (
+            "已启用\n"
+            f"上次成功:<t:{int(done.finished_at.timestamp())}:R>\n"
+            "过去一小时的错误:0%(已结束的 1 个任务中 0 个)\n"
+            f"运行时间中位数(过去 24 小时):viduq2 {took} 秒\n"
+            "队列:0 个等待 · 0 个运行"
+        )
+        assert shown["本服务器今天"] == "任务:已用 1,无限制\n今天的积分:60 积分,无预算\n本月的积分:60 积分,无预算"
+        assert embed["footer"]["text"].startswith("错误指失败和超时的任务")
+
+        # The same figures for an admin whose Discord is English.
+        status = await slash(world, "status", locale=EN, channel=english_server, user=owner)
+        assert embed_text(world, status).startswith("Status of the bot\n0 jobs in flight on every server")
