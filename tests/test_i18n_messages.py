@@ -8,8 +8,10 @@ import re
 from typing import Any
 
 import pytest
+from discord import app_commands
 
 from bot.store import Job
+from bot.ui.tree import check_failure_text
 from simulators.fake_discord import FakeChannel, FakeMessage, FakeUser
 from tests.discord_world import REQUIRED, World, answer, status_of, world
 
@@ -249,3 +251,68 @@ async def test_an_admin_reads_status_in_their_own_language(world: World) -> None
         # The same figures for an admin whose Discord is English.
         status = await slash(world, "status", locale=EN, channel=english_server, user=owner)
         assert embed_text(world, status).startswith("Status of the bot\n0 jobs in flight on every server")
+
+
+async def test_a_value_discord_py_cannot_convert_is_refused_in_the_members_language(world: World) -> None:
+    english_server, _ = two_servers(world)
+    async with world.running():
+        for locale, expected in (
+            (ZH, "`channel` 需要本服务器的频道;请从 Discord 提供的列表中选择一个。"),
+            (EN, "`channel` needs a channel of this server; pick one from the list Discord offers."),
+        ):
+            # A client with an outdated copy of the command sends text where a channel belongs.
+            payload = world.discord.slash(
+                "settings",
+                subcommand="channel",
+                options={"channel": "general", "allowed": True},
+                option_types={"channel": 3},
+                locale=locale,
+                channel=english_server,
+                user=world.discord.owner,
+            )
+            refused = await world.discord.push_interaction(payload)
+            await world.discord.wait_until(lambda sent=refused: world.discord.interaction(sent).acknowledged)
+            assert answer(world, refused) == expected
+
+
+@pytest.mark.parametrize(
+    ("error", "chinese", "english"),
+    [
+        (
+            app_commands.MissingPermissions(["manage_guild"]),
+            "你需要“管理服务器”权限才能使用这个命令。",
+            "You need the Manage Server permission to use this command.",
+        ),
+        (
+            app_commands.BotMissingPermissions(["attach_files", "embed_links"]),
+            "机器人在这里需要“附加文件, 嵌入链接”权限;请让管理本服务器的人授予它。",
+            "The bot needs the Attach Files, Embed Links permission here; ask someone who manages this server to "
+            "grant it.",
+        ),
+        (
+            app_commands.NoPrivateMessage(),
+            "这个命令只能在服务器中使用,不能在私信中使用。",
+            "This command works only in a server, not in direct messages.",
+        ),
+        (
+            app_commands.MissingAnyRole([1, 2]),
+            "你没有这个命令需要的身份组。",
+            "You do not have a role this command needs.",
+        ),
+        (
+            app_commands.CommandOnCooldown(app_commands.Cooldown(1, 30), 12.2),
+            "你使用这个命令太频繁了;请在 13 秒后再试。",
+            "You are using this command too often; try again in 13 s.",
+        ),
+        (
+            app_commands.CheckFailure("The check functions failed."),
+            "你不能在这里使用这个命令。",
+            "You cannot use this command here.",
+        ),
+    ],
+)
+def test_discord_pys_check_failures_read_in_the_members_language(
+    error: app_commands.CheckFailure, chinese: str, english: str
+) -> None:
+    assert check_failure_text(error, ZH) == chinese
+    assert check_failure_text(error, EN) == english
