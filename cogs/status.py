@@ -11,6 +11,7 @@ from discord.app_commands import locale_str
 from bot.errors import UserError
 from bot.jobs.admission import Limits, credits_now, usage_now
 from bot.providers import PROVIDER_NAMES
+from bot.ui.language import member_language
 from bot.ui.status import ServerUsage, status_embed
 from cogs.common import bot_of
 
@@ -39,7 +40,13 @@ async def status(interaction: discord.Interaction[Any]) -> None:
         jobs=await usage_now(bot.store, user_id=user_id, guild_id=guild_id, now=now),
         credits=await credits_now(bot.store, user_id=user_id, guild_id=guild_id, now=now),
     )
-    embed = status_embed(figures, configured=bot.providers.keys(), turned_off=guild.disabled_providers, server=server)
+    embed = status_embed(
+        figures,
+        configured=bot.providers.keys(),
+        turned_off=guild.disabled_providers,
+        server=server,
+        language=member_language(interaction),
+    )
     await interaction.response.send_message(embed=embed, ephemeral=True)
 
 

@@ -172,12 +172,12 @@ async def measure(total: int = JOBS, rounds: int = ROUNDS) -> Measured:
                 return await store.provider_figures(names, now=now)
 
             async def embed() -> object:
-                return status_embed(figures, configured=names, turned_off=(), server=server)
+                return status_embed(figures, configured=names, turned_off=(), server=server, language="en-US")
 
             async def answer() -> object:
                 found = await store.provider_figures(names, now=now)
                 usage = await server_usage(store, settings, guild_id=1000, user_id=10_000, now=now)
-                return status_embed(found, configured=names, turned_off=(), server=usage)
+                return status_embed(found, configured=names, turned_off=(), server=usage, language="en-US")
 
             return Measured(
                 jobs=total,

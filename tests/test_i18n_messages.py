@@ -8,8 +8,10 @@ import re
 from typing import Any
 
 import pytest
+from discord import app_commands
 
 from bot.store import Job
+from bot.ui.tree import check_failure_text
 from simulators.fake_discord import FakeChannel, FakeMessage, FakeUser
 from tests.discord_world import REQUIRED, World, answer, status_of, world
 
@@ -204,3 +206,113 @@ async def test_a_card_drawn_after_a_restart_keeps_the_language_its_job_started_w
         done = await world.finished(job.id)
         assert status_of(card_of(world, done)).startswith("✅ **完成**")
         assert announcement_of(world, done).content == f"<@{ming.id}> 任务 {job.id} 的视频已生成。"
+
+
+@pytest.mark.world(disabled=("hidream",))
+async def test_an_admin_reads_status_in_their_own_language(world: World) -> None:
+    english_server, _ = two_servers(world)
+    owner = world.discord.owner
+    async with world.running():
+        job = await world.job_for(await animate(world, locale=ZH, channel=english_server, user=owner))
+        done = await world.finished(job.id)
+        await slash(
+            world,
+            "settings",
+            subcommand="provider",
+            options={"provider": "pixverse", "enabled": False},
+            locale=ZH,
+            channel=english_server,
+            user=owner,
+        )
+        assert done.finished_at is not None
+        assert done.accepted_at is not None
+        took = round((done.finished_at - done.accepted_at).total_seconds())
+
+        status = await slash(world, "status", locale=ZH, channel=english_server, user=owner)
+
+        [callback] = world.discord.callbacks(status)
+        assert callback.data["flags"] & 64
+        [embed] = callback.data["embeds"]
+        assert embed["title"] == "机器人状态"
+        assert embed["description"] == "所有服务器上共有 0 个任务在进行中(0 个等待,0 个运行)。"
+        shown = {field["name"]: field["value"] for field in embed["fields"]}
+        assert shown["HiDream"] == "本机器人未配置"
+        assert shown["PixVerse"].startswith("已在本服务器关闭\n上次成功:从未\n")
+        assert shown["Vidu"] == (
+            "已启用\n"
+            f"上次成功:<t:{int(done.finished_at.timestamp())}:R>\n"
+            "过去一小时的错误:0%(已结束的 1 个任务中 0 个)\n"
+            f"运行时间中位数(过去 24 小时):viduq2 {took} 秒\n"
+            "队列:0 个等待 · 0 个运行"
+        )
+        assert shown["本服务器今天"] == "任务:已用 1,无限制\n今天的积分:60 积分,无预算\n本月的积分:60 积分,无预算"
+        assert embed["footer"]["text"].startswith("错误指失败和超时的任务")
+
+        # The same figures for an admin whose Discord is English.
+        status = await slash(world, "status", locale=EN, channel=english_server, user=owner)
+        assert embed_text(world, status).startswith("Status of the bot\n0 jobs in flight on every server")
+
+
+async def test_a_value_discord_py_cannot_convert_is_refused_in_the_members_language(world: World) -> None:
+    english_server, _ = two_servers(world)
+    async with world.running():
+        for locale, expected in (
+            (ZH, "`channel` 需要本服务器的频道;请从 Discord 提供的列表中选择一个。"),
+            (EN, "`channel` needs a channel of this server; pick one from the list Discord offers."),
+        ):
+            # A client with an outdated copy of the command sends text where a channel belongs.
+            payload = world.discord.slash(
+                "settings",
+                subcommand="channel",
+                options={"channel": "general", "allowed": True},
+                option_types={"channel": 3},
+                locale=locale,
+                channel=english_server,
+                user=world.discord.owner,
+            )
+            refused = await world.discord.push_interaction(payload)
+            await world.discord.wait_until(lambda sent=refused: world.discord.interaction(sent).acknowledged)
+            assert answer(world, refused) == expected
+
+
+@pytest.mark.parametrize(
+    ("error", "chinese", "english"),
+    [
+        (
+            app_commands.MissingPermissions(["manage_guild"]),
+            "你需要“管理服务器”权限才能使用这个命令。",
+            "You need the Manage Server permission to use this command.",
+        ),
+        (
+            app_commands.BotMissingPermissions(["attach_files", "embed_links"]),
+            "机器人在这里需要“附加文件, 嵌入链接”权限;请让管理本服务器的人授予它。",
+            "The bot needs the Attach Files, Embed Links permission here; ask someone who manages this server to "
+            "grant it.",
+        ),
+        (
+            app_commands.NoPrivateMessage(),
+            "这个命令只能在服务器中使用,不能在私信中使用。",
+            "This command works only in a server, not in direct messages.",
+        ),
+        (
+            app_commands.MissingAnyRole([1, 2]),
+            "你没有这个命令需要的身份组。",
+            "You do not have a role this command needs.",
+        ),
+        (
+            app_commands.CommandOnCooldown(app_commands.Cooldown(1, 30), 12.2),
+            "你使用这个命令太频繁了;请在 13 秒后再试。",
+            "You are using this command too often; try again in 13 s.",
+        ),
+        (
+            app_commands.CheckFailure("The check functions failed."),
+            "你不能在这里使用这个命令。",
+            "You cannot use this command here.",
+        ),
+    ],
+)
+def test_discord_pys_check_failures_read_in_the_members_language(
+    error: app_commands.CheckFailure, chinese: str, english: str
+) -> None:
+    assert check_failure_text(error, ZH) == chinese
+    assert check_failure_text(error, EN) == english

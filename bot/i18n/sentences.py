@@ -1,10 +1,10 @@
 """English sentences written outside the bot's messages, shown in the reader's language.
 
-The providers' validation and media checks (providers/ knows nothing of Discord or of languages) and the reasons
-the scheduler and admission write into the ledger (kept in English there, for logs and `/jobs` history in every
-process) are fixed sentences with a few values. Each shape is a catalog message here; a sentence that matches a
-shape is read back in the reader's language with the same values, and one that matches none (a provider's own
-words) is shown as it is.
+The providers' validation and media checks (providers/ knows nothing of Discord or of languages), the providers'
+reasons for an ended task and the reasons the scheduler writes into the ledger (bot/jobs/reasons.py; kept in English
+there, for logs and `/jobs` history in every process) are fixed sentences with a few values. Each shape is a catalog
+message; a sentence that matches a shape is read back in the reader's language with the same values, and one that
+matches none (a provider's own words) is shown as it is.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 from functools import cache
 
 from bot.i18n import SOURCE_LANGUAGE, mark, translate
+from bot.jobs import reasons
 
 #: The shapes, most specific first; ``{name}`` matches any text (as little as possible).
 SHAPES: tuple[str, ...] = (
@@ -49,26 +50,7 @@ SHAPES: tuple[str, ...] = (
     mark("That video is incomplete or not a valid MP4; re-export it as MP4 or upload it again."),
     mark("That file has no video track; attach an MP4 that contains video."),
     # The reasons the scheduler writes into the ledger.
-    mark("Cancelled before it was sent."),
-    mark("Cancelled; {provider} stopped the job."),
-    mark("Cancelled; {provider} had already started it, so it may still be charged. The bot stopped tracking it."),
-    mark(
-        "Cancelled; {provider} cannot stop a job once started, so it may still be charged. The bot stopped tracking it."
-    ),
-    mark("The input file is no longer kept; start a new job."),
-    mark("{provider}'s content review refused this input."),
-    mark("{provider} refused the bot's API key; ask the bot's owner to check it."),
-    mark("The bot's {provider} account is out of credits; ask the bot's owner to top it up."),
-    mark("{provider} stayed unavailable after several tries ({detail}); try again later."),
-    mark("{provider} refused the job: {detail}."),
-    mark("The job waited in the queue for more than {minutes} minutes, so it was not sent."),
-    mark("The job waited in the queue for more than {hours} hours, so it was not sent."),
-    mark("{provider} did not finish within {minutes} minutes, so the bot stopped waiting."),
-    mark("{provider} did not finish within {hours} hours, so the bot stopped waiting."),
-    mark("{provider} made no progress for {minutes} minutes (stuck at {progress}), so the bot stopped waiting."),
-    mark("{provider} could not be reached to check this job past its deadline."),
-    mark("{provider} could not be reached to cancel job {job_id} ({detail}); try again in a minute."),
-    mark("Job {job_id} already ended ({state})."),
+    *reasons.TEMPLATES,
     # The providers' own reasons for an ended task.
     mark("HiDream's content review rejected this video."),
     mark("HiDream could not generate this video."),
@@ -78,6 +60,11 @@ SHAPES: tuple[str, ...] = (
     mark("PixVerse could not generate this video."),
     mark("PixVerse deleted this video."),
     mark("Vidu finished without a video."),
+    mark("Vidu's content review rejected this video."),
+    mark("The task was cancelled before it started."),
+    mark("The Vidu account ran out of credits."),
+    mark("Vidu could not generate this video."),
+    mark("Vidu could not generate this video{detail}."),
 )
 
 

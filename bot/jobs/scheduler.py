@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.background import TaskSet
+from bot.jobs import reasons
 from bot.jobs.inputs import InputMissing, InputStore
 from bot.jobs.observer import JobObserver
 from bot.jobs.returns import LeaseReturns
@@ -207,7 +208,7 @@ class Scheduler:
                     job,
                     JobState.FAILED,
                     ErrorKind.CREDENTIALS,
-                    f"{job.provider} is not configured on this bot any more, so the job was not followed.",
+                    reasons.provider_gone(job.provider),
                 )
         for job in await self.store.undelivered_jobs():
             self._publish(job)
@@ -272,14 +273,16 @@ class Scheduler:
         while True:
             job = await self._get(job_id)
             if job.state.finished:
-                raise JobNotCancellable(f"Job {job_id} already ended ({job.state.value.replace('_', ' ')}).")
+                raise JobNotCancellable(
+                    reasons.ALREADY_ENDED.format(job_id=job_id, state=job.state.value.replace("_", " "))
+                )
             if job.state is JobState.QUEUED:
                 try:
                     cancelled = await self._finish(
                         job,
                         JobState.CANCELLED,
                         ErrorKind.CANCELLED,
-                        "Cancelled before it was sent.",
+                        reasons.CANCELLED_BEFORE_SENT,
                         expect=JobState.QUEUED,
                     )
                 except InvalidTransition:
@@ -381,14 +384,12 @@ class Scheduler:
         provider = self.providers[job.provider]
         job = await self._get(job.id)
         if job.cancel_requested:
-            await self._end(job, JobState.CANCELLED, ErrorKind.CANCELLED, "Cancelled before it was sent.")
+            await self._end(job, JobState.CANCELLED, ErrorKind.CANCELLED, reasons.CANCELLED_BEFORE_SENT)
             return
         try:
             request = self._request(job)
         except InputMissing:
-            await self._end(
-                job, JobState.FAILED, ErrorKind.INVALID_REQUEST, "The input file is no longer kept; start a new job."
-            )
+            await self._end(job, JobState.FAILED, ErrorKind.INVALID_REQUEST, reasons.INPUT_GONE)
             return
         try:
             submission = await provider.submit(request, idempotency_key=attempt_key(job.key, job.submit_attempts))
@@ -421,9 +422,7 @@ class Scheduler:
             await self._requeue(job, not_before, f"{provider.display_name} is busy ({exc.message}); trying again")
             return
         if isinstance(exc, ModerationRejected):
-            await self._end(
-                job, JobState.REJECTED, exc.kind, f"{provider.display_name}'s content review refused this input."
-            )
+            await self._end(job, JobState.REJECTED, exc.kind, reasons.MODERATION.format(provider=provider.display_name))
             return
         await self._end(job, JobState.FAILED, exc.kind, _refusal_sentence(provider, exc))
 
@@ -516,8 +515,7 @@ class Scheduler:
                 job,
                 JobState.FAILED,
                 ErrorKind.UNAVAILABLE,
-                f"The bot lost track of this job while sending it, and {provider.display_name} cannot tell "
-                "whether it started; to avoid charging twice it was not sent again.",
+                reasons.LOST_TRACK.format(provider=provider.display_name),
             )
             return
         except ProviderError as exc:
@@ -538,7 +536,7 @@ class Scheduler:
 
     async def _check_again(self, job: Job, provider: VideoProvider, *, soon: bool) -> None:
         delay = self.settings.poll_interval if soon else self.settings.reconcile_interval
-        status = f"checking whether {provider.display_name} received it"
+        status = reasons.checking_receipt(provider.display_name)
         held = await self.store.release(
             {
                 job.id: {
@@ -634,7 +632,7 @@ class Scheduler:
                     await self._time_out(
                         job,
                         provider,
-                        f"{provider.display_name} could not be reached to check this job past its deadline.",
+                        reasons.UNREACHABLE_PAST_DEADLINE.format(provider=provider.display_name),
                     )
                     continue
                 log.warning("job %s: polling failed (%s)", job.id, outcome)
@@ -663,8 +661,7 @@ class Scheduler:
                 await self._time_out(
                     job,
                     provider,
-                    f"{provider.display_name} did not finish within {_duration(deadline - (job.accepted_at or now))}, "
-                    "so the bot stopped waiting.",
+                    reasons.deadline_passed(provider.display_name, deadline - (job.accepted_at or now)),
                 )
                 continue
             progress = outcome.progress if outcome.progress is not None else job.progress
@@ -677,8 +674,7 @@ class Scheduler:
                 await self._time_out(
                     job,
                     provider,
-                    f"{provider.display_name} made no progress for {_duration(limits.stall)} "
-                    f"(stuck at {progress:.0%}), so the bot stopped waiting.",
+                    reasons.stalled(provider.display_name, limits.stall, progress),
                 )
                 continue
             next_check = min(now + timedelta(seconds=self._interval(job, now)), deadline)
@@ -767,7 +763,7 @@ class Scheduler:
 
     async def _expire_queue(self) -> None:
         timeout = self.settings.queue_timeout
-        reason = f"The job waited in the queue for more than {_duration(timeout)}, so it was not sent."
+        reason = reasons.queue_timeout(timeout)
         for job in await self.store.expire_queued(self.store.now() - timeout, reason):
             log.info("job %d: timed_out (%s)", job.id, reason)
             if self._observer is not None:
@@ -796,21 +792,15 @@ class Scheduler:
         if provider is not None and provider.can_cancel:
             try:
                 await provider.cancel(TaskRef(job.task_id or "", Operation(job.operation)))
-                reason = f"Cancelled; {name} stopped the job."
+                reason = reasons.CANCELLED_STOPPED.format(provider=name)
             except CancelNotPossible:
-                reason = (
-                    f"Cancelled; {name} had already started it, so it may still be charged. "
-                    "The bot stopped tracking it."
-                )
+                reason = reasons.CANCELLED_TOO_LATE.format(provider=name)
             except ProviderError as exc:
                 raise JobNotCancellable(
-                    f"{name} could not be reached to cancel job {job.id} ({exc.message}); try again in a minute."
+                    reasons.CANCEL_UNREACHABLE.format(provider=name, job_id=job.id, detail=exc.message)
                 ) from exc
         else:
-            reason = (
-                f"Cancelled; {name} cannot stop a job once started, so it may still be charged. "
-                "The bot stopped tracking it."
-            )
+            reason = reasons.CANCELLED_UNSTOPPABLE.format(provider=name)
         try:
             cancelled = await self._finish(
                 job, JobState.CANCELLED, ErrorKind.CANCELLED, reason, expect=JobState.RUNNING
@@ -897,16 +887,9 @@ class Scheduler:
 def _refusal_sentence(provider: VideoProvider, exc: ProviderError) -> str:
     name = provider.display_name
     if exc.kind is ErrorKind.CREDENTIALS:
-        return f"{name} refused the bot's API key; ask the bot's owner to check it."
+        return reasons.CREDENTIALS.format(provider=name)
     if exc.kind is ErrorKind.INSUFFICIENT_CREDITS:
-        return f"The bot's {name} account is out of credits; ask the bot's owner to top it up."
+        return reasons.OUT_OF_CREDITS.format(provider=name)
     if exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.UNAVAILABLE):
-        return f"{name} stayed unavailable after several tries ({exc.message.rstrip('.')}); try again later."
-    return f"{name} refused the job: {exc.message.rstrip('.')}."
-
-
-def _duration(span: timedelta) -> str:
-    minutes = round(span.total_seconds() / 60)
-    if minutes < 120:
-        return f"{minutes} minutes"
-    return f"{round(minutes / 60)} hours"
+        return reasons.UNAVAILABLE.format(provider=name, detail=exc.message.rstrip("."))
+    return reasons.REFUSED.format(provider=name, detail=exc.message.rstrip("."))

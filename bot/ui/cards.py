@@ -16,7 +16,7 @@ import discord
 
 from bot.i18n import mark, translate
 from bot.i18n.commands import is_word_choice
-from bot.i18n.sentences import localized_all
+from bot.i18n.sentences import localized, localized_all
 from bot.jobs.admission import credits_text
 from bot.providers import PROVIDER_NAMES
 from bot.store import Job, JobState
@@ -190,7 +190,8 @@ def card(job: Job, eta: Estimate, *, thumbnail: bool, language: str | None = Non
         lines.append(translate(lang, "Number {position} in line", position=job.queue_position))
     if job.state is JobState.SUBMITTING and job.provider_status:
         # The answer to the send was lost: the bot asks the provider before it would send again.
-        lines.append(translate(lang, "The answer was lost; {status} before sending again", status=job.provider_status))
+        status = localized(lang, job.provider_status)
+        lines.append(translate(lang, "The answer was lost; {status} before sending again", status=status))
     if job.state is JobState.RUNNING:
         if job.progress is not None:
             lines.append(progress_bar(job.progress))
