@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,11 @@ async def run_command(http: aiohttp.ClientSession, demo: Demo, spec: dict[str, A
 async def test_the_demo_runs_a_job_from_the_page_api_to_a_served_video(demo: Demo, http: aiohttp.ClientSession) -> None:
     assert "127.0.0.1" in demo.banner
     assert "loopback" in demo.banner
+    started = re.search(r"started in (\d+\.\d) s", demo.banner)
+    assert started is not None, demo.banner
+    assert float(started.group(1)) > 0
+    printed = demo.output.read_text()
+    assert printed.index("Starting the demo") < printed.index("Demo ready")
     async with http.get(demo.url + "/") as page:
         assert page.status == 200
         html = await page.text()
