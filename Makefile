@@ -47,7 +47,7 @@ test: $(STAMP) translations
 lint: $(STAMP) translations
 	$(BIN)/ruff check bot cogs providers simulators tests
 	$(BIN)/ruff format --check bot cogs providers simulators tests
-	$(BIN)/mypy --strict bot cogs providers
+	$(BIN)/mypy --strict bot cogs providers simulators
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix bot cogs providers simulators tests

@@ -20,6 +20,8 @@ class Demo:
     url: str
     process: subprocess.Popen[str]
     banner: str
+    #: What the demo printed (and logged), as it goes.
+    output: Path
 
 
 def start_demo(folder: Path) -> Iterator[Demo]:
@@ -34,7 +36,7 @@ def start_demo(folder: Path) -> Iterator[Demo]:
         )
     try:
         banner = wait_for_banner(process, output)
-        yield Demo(f"http://127.0.0.1:{port}", process, banner)
+        yield Demo(f"http://127.0.0.1:{port}", process, banner, output)
     finally:
         process.terminate()
         try:

@@ -91,6 +91,27 @@ def screenshot(browser: webdriver.Chrome, folder: Path, name: str) -> Path:
     return path
 
 
+# The page's first video as the browser sees it; with ``play``, started (muted, so no gesture is needed) if paused.
+FIRST_VIDEO = """
+const video = document.querySelector('#messages video');
+if (!video) return null;
+if (arguments[0] && video.paused && !video.ended && !video.error) { video.muted = true; video.play().catch(() => {}); }
+const error = video.error && video.error.code;
+return {ready: video.readyState, width: video.videoWidth, time: video.currentTime, error: error};
+"""
+
+
+def video_until(browser: webdriver.Chrome, reached: Callable[[dict[str, Any]], bool], *, play: bool) -> dict[str, Any]:
+    """The first video's state once ``reached`` holds for it or the browser gave up on it (``error`` set)."""
+
+    def settled(b: webdriver.Chrome) -> dict[str, Any] | None:
+        seen: dict[str, Any] | None = b.execute_script(FIRST_VIDEO, play)
+        return seen if seen is not None and (seen["error"] is not None or reached(seen)) else None
+
+    found: dict[str, Any] = wait_for(browser, settled)
+    return found
+
+
 def run(browser: webdriver.Chrome, command: str, **fields: str) -> None:
     Select(browser.find_element(By.ID, "command-picker")).select_by_value(command)
     for name, value in fields.items():
@@ -119,7 +140,12 @@ def test_a_person_runs_animate_vidu_in_the_page_and_sees_it_through(
     wait_for(browser, lambda b: card(b, "Done"))
     source = wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, "#messages video").get_attribute("src"))
     assert source.endswith(".mp4")
+    # A frame to show (HAVE_CURRENT_DATA), then time that moves: the finished video really plays in the page.
+    loaded = video_until(browser, lambda video: video["ready"] >= 2, play=False)
+    assert (loaded["error"], loaded["width"]) == (None, 320)
     screenshot(browser, shots, "demo-done.png")
+    played = video_until(browser, lambda video: video["time"] > 0, play=True)
+    assert played["error"] is None
 
     wait_for(browser, lambda b: click(card(b, "Done").find_element(By.CSS_SELECTOR, "[data-custom-id^='job:reroll:']")))
     wait_for(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#tab-ledger .job")) == 2)

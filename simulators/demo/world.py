@@ -29,6 +29,9 @@ KEYS: Final = {"hidream": "demo-hidream-key", "pixverse": "demo-pixverse-key", "
 #: Seconds a job waits, then runs, at each speed of the speed knob: short, but long enough to watch.
 SPEEDS: Final = {"fast": (0.5, 4.0), "normal": (1.5, 12.0), "slow": (3.0, 40.0)}
 OUTCOMES: Final = ("success", "failed", "moderation")
+#: The finished video every simulated provider hands out in the demo: a real 2 s H.264 clip that browsers play
+#: (made with ffmpeg once, README "Demo"); the tests' fakes keep their frameless placeholder of the asked length.
+CLIP: Final = Path(__file__).parent / "assets" / "clip.mp4"
 #: Requests kept per provider for the side panel (newest last).
 PANEL_REQUESTS: Final = 40
 LONG_TEXT: Final = 96
@@ -68,10 +71,11 @@ class DemoWorld:
 
     def __post_init__(self) -> None:
         wait, run = SPEEDS[self.speed]
+        clip = CLIP.read_bytes()
         self.providers = {
-            "hidream": FakeHiDream(api_key=KEYS["hidream"], queue_seconds=wait, run_seconds=run),
-            "pixverse": FakePixVerse(api_key=KEYS["pixverse"], queue_seconds=wait, run_seconds=run),
-            "vidu": FakeVidu(api_key=KEYS["vidu"], queue_seconds=wait, run_seconds=run),
+            "hidream": FakeHiDream(api_key=KEYS["hidream"], queue_seconds=wait, run_seconds=run, video_bytes=clip),
+            "pixverse": FakePixVerse(api_key=KEYS["pixverse"], queue_seconds=wait, run_seconds=run, video_bytes=clip),
+            "vidu": FakeVidu(api_key=KEYS["vidu"], queue_seconds=wait, run_seconds=run, video_bytes=clip),
         }
         fake = self.discord
         fake.guild.name = "Demo Server"

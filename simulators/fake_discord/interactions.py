@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from .models import WRITE_PERMISSIONS, FakeChannel, FakeGuild, FakeMember, FakeMessage, FakeRole, FakeUser
 
@@ -36,11 +36,19 @@ def infer_option_type(value: Any) -> int:
     return STRING
 
 
+def _host(builders: InteractionBuilders) -> FakeDiscord:
+    """The :class:`FakeDiscord` these builders are mixed into (the one class that mixes them in).
+
+    A cast, not ``self: FakeDiscord`` on each method: mypy refuses a self type that is a subclass of the mixin.
+    """
+    return cast("FakeDiscord", builders)
+
+
 class InteractionBuilders:
     """Mixed into :class:`FakeDiscord`; every builder returns a payload for :meth:`FakeDiscord.push_interaction`."""
 
     def _base_interaction(
-        self: FakeDiscord,
+        self,
         kind: int,
         *,
         user: FakeUser | int | None,
@@ -49,16 +57,17 @@ class InteractionBuilders:
         locale: str,
         attachment_size_limit: int | None,
     ) -> dict[str, Any]:
-        interaction_id = self.snowflakes.next()
-        who = self._user(user) if user is not None else self.user
-        where = self._channel(channel) if channel is not None else self.channel
+        fake = _host(self)
+        interaction_id = fake.snowflakes.next()
+        who = fake._user(user) if user is not None else fake.user
+        where = fake._channel(channel) if channel is not None else fake.channel
         if guild is not None:
-            home: FakeGuild | None = self._guild(guild)
+            home: FakeGuild | None = fake._guild(guild)
         else:
-            home = self.get_guild(where.guild_id) if where.guild_id is not None else None
+            home = fake.get_guild(where.guild_id) if where.guild_id is not None else None
         payload: dict[str, Any] = {
             "id": str(interaction_id),
-            "application_id": str(self.app_id),
+            "application_id": str(fake.app_id),
             "type": kind,
             "token": f"itoken-{interaction_id}-{secrets.token_hex(24)}",
             "version": 1,
@@ -70,9 +79,9 @@ class InteractionBuilders:
             "channel": where.payload(),
         }
         if home is not None:
-            member = home.members.get(who.id) or FakeMember(user=who, joined_at=self.now())
+            member = home.members.get(who.id) or FakeMember(user=who, joined_at=fake.now())
             permissions = home.permissions_of(who.id)
-            app_permissions = home.permissions_of(self.bot_user.id) if home.bot_joined else permissions
+            app_permissions = home.permissions_of(fake.bot_user.id) if home.bot_joined else permissions
             if where.forbidden:
                 app_permissions &= ~WRITE_PERMISSIONS
             payload["channel"]["permissions"] = str(permissions)
@@ -80,7 +89,7 @@ class InteractionBuilders:
                 guild_id=str(home.id),
                 guild={"id": str(home.id), "locale": home.locale, "features": home.features},
                 guild_locale=home.locale,
-                member={**self.member_payload(home, member), "permissions": str(permissions)},
+                member={**fake.member_payload(home, member), "permissions": str(permissions)},
                 app_permissions=str(app_permissions),
                 authorizing_integration_owners={"0": str(home.id)} if home.bot_joined else {"1": str(who.id)},
                 context=0,
@@ -96,7 +105,7 @@ class InteractionBuilders:
         return payload
 
     def slash(
-        self: FakeDiscord,
+        self,
         name: str,
         *,
         subcommand: str | None = None,
@@ -117,7 +126,8 @@ class InteractionBuilders:
         maps option names to objects from :meth:`FakeDiscord.add_attachment`. ``guild_command`` forces
         (True) or drops (False) ``data.guild_id``; by default it is set when the command was synced to the guild.
         """
-        return self._command_interaction(
+        fake = _host(self)
+        return fake._command_interaction(
             2,
             name,
             subcommand=subcommand,
@@ -133,7 +143,7 @@ class InteractionBuilders:
         )
 
     def autocomplete(
-        self: FakeDiscord,
+        self,
         name: str,
         *,
         focused: str,
@@ -146,7 +156,8 @@ class InteractionBuilders:
         guild_command: bool | None = None,
     ) -> dict[str, Any]:
         """A type-4 (autocomplete) interaction; ``focused`` names the option being typed."""
-        return self._command_interaction(
+        fake = _host(self)
+        return fake._command_interaction(
             4,
             name,
             subcommand=subcommand,
@@ -162,7 +173,7 @@ class InteractionBuilders:
         )
 
     def _command_interaction(
-        self: FakeDiscord,
+        self,
         kind: int,
         name: str,
         *,
@@ -177,7 +188,8 @@ class InteractionBuilders:
         attachment_size_limit: int | None,
         guild_command: bool | None,
     ) -> dict[str, Any]:
-        payload = self._base_interaction(
+        fake = _host(self)
+        payload = fake._base_interaction(
             kind,
             user=user,
             channel=channel,
@@ -186,14 +198,14 @@ class InteractionBuilders:
             attachment_size_limit=attachment_size_limit,
         )
         guild_id = int(payload["guild_id"]) if "guild_id" in payload else None
-        command = self.registered_command(name, guild_id)
+        command = fake.registered_command(name, guild_id)
         path = subcommand.split() if subcommand else []
         definitions: list[dict[str, Any]] = command.get("options", []) if command else []
         for part in path:
             node = next((option for option in definitions if option.get("name") == part), {})
             definitions = node.get("options", [])
         declared = {option.get("name"): option.get("type") for option in definitions}
-        home = self.get_guild(guild_id) if guild_id is not None else None
+        home = fake.get_guild(guild_id) if guild_id is not None else None
         resolved: dict[str, dict[str, Any]] = {}
         encoded = []
         for option_name, value in values.items():
@@ -201,7 +213,7 @@ class InteractionBuilders:
                 encoded.append({"name": option_name, "type": STRING, "value": str(value), "focused": True})
                 continue
             option_type = option_types.get(option_name) or declared.get(option_name) or infer_option_type(value)
-            encoded.append(self._encode_option(option_name, value, int(option_type), resolved, home))
+            encoded.append(fake._encode_option(option_name, value, int(option_type), resolved, home))
         if focused is not None and focused not in values:
             focused_type = option_types.get(focused) or declared.get(focused) or STRING
             encoded.append({"name": focused, "type": focused_type, "value": "", "focused": True})
@@ -210,7 +222,7 @@ class InteractionBuilders:
         if command is not None:
             command_id = command["id"]
         else:
-            command_id = str(self._command_ids.setdefault((None, f"adhoc:{name}"), self.snowflakes.next()))
+            command_id = str(fake._command_ids.setdefault((None, f"adhoc:{name}"), fake.snowflakes.next()))
         data: dict[str, Any] = {"id": command_id, "name": name, "type": 1, "options": encoded}
         if guild_command is None:
             scoped = command.get("guild_id") if command else None
@@ -224,33 +236,34 @@ class InteractionBuilders:
         return payload
 
     def _encode_option(
-        self: FakeDiscord,
+        self,
         name: str,
         value: Any,
         option_type: int,
         resolved: dict[str, dict[str, Any]],
         home: FakeGuild | None,
     ) -> dict[str, Any]:
+        fake = _host(self)
         if option_type == ATTACHMENT:
-            attachment = value if isinstance(value, dict) else self.attachment_payload(self.stored_attachment(value))
+            attachment = value if isinstance(value, dict) else fake.attachment_payload(fake.stored_attachment(value))
             resolved.setdefault("attachments", {})[str(attachment["id"])] = attachment
             return {"name": name, "type": ATTACHMENT, "value": str(attachment["id"])}
         if option_type == MENTIONABLE:
             option_type = ROLE if isinstance(value, FakeRole) else USER
-            encoded = self._encode_option(name, value, option_type, resolved, home)
+            encoded = fake._encode_option(name, value, option_type, resolved, home)
             return {**encoded, "type": MENTIONABLE}
         if option_type == USER:
-            user = self._user(value)
+            user = fake._user(value)
             resolved.setdefault("users", {})[str(user.id)] = user.payload()
             member = home.members.get(user.id) if home else None
             if home is not None and member is not None:
-                member_data = self.member_payload(home, member, with_user=False)
+                member_data = fake.member_payload(home, member, with_user=False)
                 member_data["permissions"] = str(home.permissions_of(user.id))
                 resolved.setdefault("members", {})[str(user.id)] = member_data
             return {"name": name, "type": USER, "value": str(user.id)}
         if option_type == CHANNEL:
-            channel = self._channel(value)
-            channel_data = {**channel.payload(), "permissions": str(home.permissions_of(self.user.id) if home else 0)}
+            channel = fake._channel(value)
+            channel_data = {**channel.payload(), "permissions": str(home.permissions_of(fake.user.id) if home else 0)}
             resolved.setdefault("channels", {})[str(channel.id)] = channel_data
             return {"name": name, "type": CHANNEL, "value": str(channel.id)}
         if option_type == ROLE:
@@ -265,21 +278,22 @@ class InteractionBuilders:
             raise ValueError(f"option {name!r}: unsupported option type {option_type}")
         return {"name": name, "type": option_type, "value": converter(value)}
 
-    def _target_message(self: FakeDiscord, custom_id: str, message: FakeMessage | int | None) -> FakeMessage:
+    def _target_message(self, custom_id: str, message: FakeMessage | int | None) -> FakeMessage:
+        fake = _host(self)
         if isinstance(message, FakeMessage):
             return message
         if message is not None:
-            found = self.message(int(message))
+            found = fake.message(int(message))
             if found is None:
                 raise KeyError(f"unknown message {message}")
             return found
-        for candidate in reversed(self.messages()):
+        for candidate in reversed(fake.messages()):
             if custom_id in candidate.custom_ids():
                 return candidate
         raise LookupError(f"no stored message has a component with custom_id {custom_id!r}")
 
     def click(
-        self: FakeDiscord,
+        self,
         custom_id: str,
         message: FakeMessage | int | None = None,
         *,
@@ -290,8 +304,9 @@ class InteractionBuilders:
         attachment_size_limit: int | None = None,
     ) -> dict[str, Any]:
         """A type-3 component interaction on a stored message (default: the newest one carrying ``custom_id``)."""
-        target = self._target_message(custom_id, message)
-        payload = self._base_interaction(
+        fake = _host(self)
+        target = fake._target_message(custom_id, message)
+        payload = fake._base_interaction(
             3,
             user=user,
             channel=target.channel_id,
@@ -299,7 +314,7 @@ class InteractionBuilders:
             locale=locale,
             attachment_size_limit=attachment_size_limit,
         )
-        payload["message"] = self.message_payload(target)
+        payload["message"] = fake.message_payload(target)
         data: dict[str, Any] = {"custom_id": custom_id, "component_type": component_type}
         if values is not None:
             data["values"] = list(values)
@@ -307,7 +322,7 @@ class InteractionBuilders:
         return payload
 
     def select(
-        self: FakeDiscord,
+        self,
         custom_id: str,
         values: list[str],
         message: FakeMessage | int | None = None,
@@ -316,10 +331,11 @@ class InteractionBuilders:
         locale: str = "en-US",
     ) -> dict[str, Any]:
         """A string-select (component type 3) interaction with the chosen ``values``."""
-        return self.click(custom_id, message, user=user, component_type=3, values=values, locale=locale)
+        fake = _host(self)
+        return fake.click(custom_id, message, user=user, component_type=3, values=values, locale=locale)
 
     def modal_submit(
-        self: FakeDiscord,
+        self,
         custom_id: str,
         values: Mapping[str, str],
         *,
@@ -329,15 +345,16 @@ class InteractionBuilders:
         locale: str = "en-US",
     ) -> dict[str, Any]:
         """A type-5 modal submit: one text input (type 4) per ``values`` item, each in its own action row."""
+        fake = _host(self)
         target = None
         if message is not None:
-            target = message if isinstance(message, FakeMessage) else self.message(int(message))
+            target = message if isinstance(message, FakeMessage) else fake.message(int(message))
         where = target.channel_id if target is not None else channel
-        payload = self._base_interaction(
+        payload = fake._base_interaction(
             5, user=user, channel=where, guild=None, locale=locale, attachment_size_limit=None
         )
         if target is not None:
-            payload["message"] = self.message_payload(target)
+            payload["message"] = fake.message_payload(target)
         rows = [
             {"type": 1, "components": [{"type": 4, "custom_id": key, "value": value}]} for key, value in values.items()
         ]

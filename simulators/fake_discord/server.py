@@ -1244,7 +1244,7 @@ class FakeDiscord(InteractionBuilders):
         kind = command.get("type", 1)
         key = (scope, f"{kind}:{command['name']}")
         command_id = self._command_ids.setdefault(key, self.snowflakes.next())
-        stored = json.loads(json.dumps(command))
+        stored: dict[str, Any] = json.loads(json.dumps(command))
         stored.update(
             id=str(command_id),
             application_id=str(self.app_id),
@@ -2003,7 +2003,7 @@ def _normalise_embeds(embeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _number_components(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    copy = json.loads(json.dumps(components))
+    copy: list[dict[str, Any]] = json.loads(json.dumps(components))
     counter = 0
 
     def walk(items: list[dict[str, Any]]) -> None:
