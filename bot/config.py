@@ -141,10 +141,10 @@ class Settings(BaseSettings):
     callback_host: str = Field("0.0.0.0", description="the address the callback listener binds")  # noqa: S104
     callback_poll_seconds: float = Field(
         300.0,
-        ge=10,
+        gt=0,
         le=3600,
-        description="seconds from 10 to 3600 between status checks of a job whose provider calls back "
-        "(the fallback when a callback is lost)",
+        description="seconds between status checks of a job whose provider calls back, more than 0 and at most "
+        "3600 (the fallback when a callback is lost)",
     )
     pixverse_webhook_secret: SecretStr = Field(
         SecretStr(""),

@@ -146,7 +146,7 @@ async def test_a_forged_hidream_callback_never_puts_its_video_on_discord(world: 
 
 @pytest.mark.world(run_seconds=1.0)
 async def test_a_job_whose_callbacks_are_all_lost_still_finishes_by_polling(world: World) -> None:
-    callbacks_on(world, poll_seconds=10)
+    callbacks_on(world, poll_seconds=2)
     vidu: FakeVidu = world.providers["vidu"]
     vidu.drop_callbacks = True
     async with world.running():

@@ -79,7 +79,7 @@ def test_base_urls_keep_their_path_prefix(monkeypatch: pytest.MonkeyPatch) -> No
         ("DATABASE_URL", "postgres:///bot", "DATABASE_URL is not valid: set it to a SQLite URL"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL is not valid (got 'loud'): set it to one of DEBUG"),
         ("PUBLIC_URL", "bot.example.org", "PUBLIC_URL is not valid (got 'bot.example.org'): set it to the https URL"),
-        ("CALLBACK_POLL_SECONDS", "1", "CALLBACK_POLL_SECONDS is not valid (got '1'): set it to seconds from 10"),
+        ("CALLBACK_POLL_SECONDS", "0", "CALLBACK_POLL_SECONDS is not valid (got '0'): set it to seconds between"),
         ("SHARD_COUNT", "0", "SHARD_COUNT is not valid (got '0'): set it to the total number of gateway shards"),
         ("SHARD_COUNT", "two", "SHARD_COUNT is not valid (got 'two'): set it to the total number of gateway shards"),
         ("SHARD_IDS", "0,1", "SHARD_IDS is not valid (got '0,1'): set it to the shard ids this process connects"),
