@@ -7,6 +7,7 @@ import io
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
+from bot.store import Store
 from providers import GenerationRequest, Operation, TaskRef, TaskStatus, VideoProvider
 from providers.hidream import HiDream
 from providers.http import RetryPolicy
@@ -210,3 +212,26 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
     if request.param == "postgresql":
         return str(request.getfixturevalue("postgres_url"))
     return tmp_path / "data" / "jobs.db"
+
+
+class LedgerClock:
+    """A ledger's clock that a test sets by hand (``clock.current = ...``)."""
+
+    def __init__(self) -> None:
+        self.current = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.current
+
+
+@pytest.fixture
+def clock() -> LedgerClock:
+    return LedgerClock()
+
+
+@pytest.fixture
+async def store(ledger: Path | str, clock: LedgerClock) -> AsyncIterator[Store]:
+    """The ledger (both dialects) on the hand-set clock."""
+    opened = await Store.open(ledger, now=clock)
+    yield opened
+    await opened.close()

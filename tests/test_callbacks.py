@@ -95,11 +95,7 @@ def arrived(headers: dict[str, str], body: bytes, *, query: str = "", at: dateti
 
 
 def vidu_with_callbacks(session: aiohttp.ClientSession, base_url: str = "http://127.0.0.1:9") -> Vidu:
-    return Vidu(session, _secret(VIDU_KEY), base_url=base_url, callback_url=callback_url(PUBLIC, "vidu"))
-
-
-def _secret(value: str) -> SecretStr:
-    return SecretStr(value)
+    return Vidu(session, SecretStr(VIDU_KEY), base_url=base_url, callback_url=callback_url(PUBLIC, "vidu"))
 
 
 async def test_a_vidu_callback_signed_as_documented_names_its_task_and_key(session: aiohttp.ClientSession) -> None:
@@ -143,8 +139,8 @@ async def test_a_vidu_callback_that_does_not_check_out_is_refused(session: aioht
     assert refused.value.status == 401
 
 
-async def test_a_pixverse_webhook_is_checked_with_the_console_secret(session: aiohttp.ClientSession) -> None:
-    pixverse = PixVerse(session, _secret(PIXVERSE_KEY), webhook_secret=_secret(WEBHOOK_SECRET))
+async def test_a_pixverse_webhook_is_checked_with_the_consoleSecretStr(session: aiohttp.ClientSession) -> None:
+    pixverse = PixVerse(session, SecretStr(PIXVERSE_KEY), webhook_secret=SecretStr(WEBHOOK_SECRET))
     body = {"id": 391504480090022, "status": 1, "url": "https://media/v.mp4?a=1 b", "size": 10, "has_audio": False}
     body["credits"] = 45
     raw = json.dumps(body).encode()
@@ -163,11 +159,11 @@ async def test_a_pixverse_webhook_is_checked_with_the_console_secret(session: ai
         with pytest.raises(CallbackRefused) as refused:
             pixverse.read_callback(arrived(headers, sent))
         assert refused.value.status == 401
-    assert not PixVerse(session, _secret(PIXVERSE_KEY)).calls_back
+    assert not PixVerse(session, SecretStr(PIXVERSE_KEY)).calls_back
 
 
 async def test_a_hidream_callback_is_read_inside_its_envelope_or_not(session: aiohttp.ClientSession) -> None:
-    hidream = HiDream(session, _secret(HIDREAM_KEY), callback_url=callback_url(PUBLIC, "hidream"))
+    hidream = HiDream(session, SecretStr(HIDREAM_KEY), callback_url=callback_url(PUBLIC, "hidream"))
     item = {"task_id": "h-1", "sub_task_results": [{"sub_task_id": "s", "task_status": 1, "video": "x"}]}
     for body in [
         item,
@@ -181,7 +177,7 @@ async def test_a_hidream_callback_is_read_inside_its_envelope_or_not(session: ai
     with pytest.raises(CallbackRefused) as refused:
         hidream.read_callback(arrived({}, b"<html>not json</html>"))
     assert refused.value.status == 400
-    assert not HiDream(session, _secret(HIDREAM_KEY)).calls_back
+    assert not HiDream(session, SecretStr(HIDREAM_KEY)).calls_back
 
 
 # The ledger's side.
@@ -426,7 +422,7 @@ async def _until(condition: Callable[[], bool], within: float = 30.0) -> None:
 async def test_a_callback_the_ledger_cannot_take_gets_503_and_an_error_id(
     tmp_path: Path, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    hidream = HiDream(session, _secret(HIDREAM_KEY), callback_url=callback_url(PUBLIC, "hidream"))
+    hidream = HiDream(session, SecretStr(HIDREAM_KEY), callback_url=callback_url(PUBLIC, "hidream"))
     store = await Store.open(tmp_path / "ledger.db")
     scheduler = Scheduler(store, {"hidream": hidream}, InputStore(tmp_path / "inputs"))
     listener = CallbackListener({"hidream": hidream}, scheduler.task_reported, host="127.0.0.1", port=0)

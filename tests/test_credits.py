@@ -5,40 +5,19 @@ Discord and the fake providers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from bot.store import Admission, Job, JobState, LimitReached, NewJob, Store
 from simulators.fake_providers.vidu import CREDITS_PER_SECOND
+from tests.conftest import LedgerClock
 from tests.discord_world import World, answer, world
 
 __all__ = ["world"]
 
 CLASS = "vidu/image_to_video/viduq2/5/720p"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.current = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.current
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def store(ledger: Path | str, clock: Clock) -> AsyncIterator[Store]:
-    opened = await Store.open(ledger, now=clock)
-    yield opened
-    await opened.close()
 
 
 def new_job(**overrides: Any) -> NewJob:
@@ -68,7 +47,7 @@ async def ended(store: Store, state: JobState, *, credits: float | None = None, 
     return await store.transition(job.id, state)
 
 
-def budgets(clock: Clock, *, day: int = 0, month: int = 0) -> Admission:
+def budgets(clock: LedgerClock, *, day: int = 0, month: int = 0) -> Admission:
     today = clock.current.replace(hour=0)
     return Admission(day_start=today, month_start=today.replace(day=1), credits_per_day=day, credits_per_month=month)
 
@@ -86,7 +65,7 @@ async def test_the_estimate_is_the_median_cost_of_earlier_succeeded_jobs_of_the_
     assert (await store.create_job(new_job(cost_class="vidu/image_to_video/viduq2/8/1080p"))).estimated_credits is None
 
 
-async def test_spending_counts_what_the_job_quotas_count(store: Store, clock: Clock) -> None:
+async def test_spending_counts_what_the_job_quotas_count(store: Store, clock: LedgerClock) -> None:
     await ended(store, JobState.SUCCEEDED, credits=20)
     await ended(store, JobState.SUCCEEDED, credits=5, user_id=2)
     await ended(store, JobState.SUCCEEDED, credits=7, user_id=2, guild_id=200)
@@ -109,7 +88,9 @@ async def test_spending_counts_what_the_job_quotas_count(store: Store, clock: Cl
     assert (alone.user_month, alone.guild_month) == (12, 0)
 
 
-async def test_a_job_whose_estimate_would_overrun_the_daily_budget_is_not_written(store: Store, clock: Clock) -> None:
+async def test_a_job_whose_estimate_would_overrun_the_daily_budget_is_not_written(
+    store: Store, clock: LedgerClock
+) -> None:
     for _ in range(2):
         await ended(store, JobState.SUCCEEDED, credits=20)
     admission = budgets(clock, day=55)
@@ -127,7 +108,7 @@ async def test_a_job_whose_estimate_would_overrun_the_daily_budget_is_not_writte
     assert unknown.estimated_credits is None
 
 
-async def test_the_monthly_budget_counts_earlier_days(store: Store, clock: Clock) -> None:
+async def test_the_monthly_budget_counts_earlier_days(store: Store, clock: LedgerClock) -> None:
     await ended(store, JobState.SUCCEEDED, credits=20)
     clock.current += timedelta(days=3)
     with pytest.raises(LimitReached) as refused:
@@ -139,7 +120,7 @@ async def test_the_monthly_budget_counts_earlier_days(store: Store, clock: Clock
     assert spent.value.limit == "credits_month"  # nothing left: even a job of unknown cost waits
 
 
-async def test_commands_racing_each_other_cannot_overrun_a_budget_together(store: Store, clock: Clock) -> None:
+async def test_commands_racing_each_other_cannot_overrun_a_budget_together(store: Store, clock: LedgerClock) -> None:
     await ended(store, JobState.SUCCEEDED, credits=20)
     admission = budgets(clock, day=120)
     results = await asyncio.gather(

@@ -3,9 +3,7 @@ ledger's figures on SQLite and PostgreSQL, then end to end through the fake Disc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,29 +11,10 @@ import pytest
 from bot.store import Job, JobState, NewJob, Store
 from simulators.fake_providers import Outcome
 from tests.bench_status import IN_FLIGHT, measure
+from tests.conftest import LedgerClock
 from tests.discord_world import World, world
 
 __all__ = ["world"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.current = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.current
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def store(ledger: Path | str, clock: Clock) -> AsyncIterator[Store]:
-    opened = await Store.open(ledger, now=clock)
-    yield opened
-    await opened.close()
 
 
 def new_job(provider: str, model: str | None, operation: str = "image_to_video") -> NewJob:
@@ -53,7 +32,7 @@ def new_job(provider: str, model: str | None, operation: str = "image_to_video")
 
 async def ran(
     store: Store,
-    clock: Clock,
+    clock: LedgerClock,
     state: JobState,
     *,
     provider: str = "vidu",
@@ -69,7 +48,7 @@ async def ran(
     return await store.transition(job.id, state)
 
 
-async def test_the_ledger_gives_each_providers_health_and_load(store: Store, clock: Clock) -> None:
+async def test_the_ledger_gives_each_providers_health_and_load(store: Store, clock: LedgerClock) -> None:
     # Two days ago: a success that is too old for the run times.
     await ran(store, clock, JobState.SUCCEEDED, seconds=5000)
     clock.current += timedelta(days=2)
@@ -120,7 +99,9 @@ async def test_the_ledger_gives_each_providers_health_and_load(store: Store, clo
     assert sum(provider.in_flight for provider in figures.values()) == 5
 
 
-async def test_a_ledger_with_no_jobs_gives_empty_figures_for_the_asked_providers(store: Store, clock: Clock) -> None:
+async def test_a_ledger_with_no_jobs_gives_empty_figures_for_the_asked_providers(
+    store: Store, clock: LedgerClock
+) -> None:
     figures = await store.provider_figures(["hidream", "vidu"], now=clock.current)
     assert set(figures) == {"hidream", "vidu"}
     empty = figures["vidu"]
